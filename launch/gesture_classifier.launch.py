@@ -1,0 +1,35 @@
+"""Bring up the camera, collector, trainer and classifier nodes with one parameter file.
+
+    ros2 launch gesture_classifier gesture_classifier.launch.py \
+        [params_file:=/path/params.yaml] [namespace:=robot1]
+
+The node list is gesture_classifier.bringup.NODES, shared with the launch-free ``bringup``
+command used on machines without ``launch``.
+"""
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+from gesture_classifier.bringup import NODES
+
+
+def generate_launch_description():
+    default_params = os.path.join(get_package_share_directory('gesture_classifier'), 'config',
+                                  'gesture_classifier.yaml')
+    params_file = LaunchConfiguration('params_file')
+    namespace = LaunchConfiguration('namespace')
+    nodes = [Node(package='gesture_classifier', executable=name, name=name,
+                  namespace=namespace, parameters=[params_file], output='screen',
+                  emulate_tty=True)
+             for name in NODES]
+    return LaunchDescription([
+        DeclareLaunchArgument('params_file', default_value=default_params,
+                              description='Parameter file of the four nodes'),
+        DeclareLaunchArgument('namespace', default_value='',
+                              description='Namespace of the nodes and their topics'),
+        *nodes,
+    ])

@@ -1,0 +1,18 @@
+# Source this file (". scripts/env.sh") to use the project on a machine without a ROS install:
+# it activates .venv (ROS 2 wheels, torch, ...), sources the colcon workspace and puts the
+# package's executables (bringup, gesture_cli, demo, camera, ...) on PATH, the way `ros2 run`
+# finds them on a robot.
+_gc_root="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")/.." && pwd)"
+. "$_gc_root/.venv/bin/activate"
+# shellcheck disable=SC1091
+. "$_gc_root/install/setup.bash"
+export PATH="$_gc_root/install/gesture_classifier/lib/gesture_classifier:$PATH"
+# Set the library path the ROS wheels need up front, so importing rclpy does not re-exec the
+# interpreter (ros2-on-pip.md, gotcha 3).
+_gc_site="$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+_gc_libs="$VIRTUAL_ENV/lib"
+for _d in "$_gc_site"/ros_*.libs; do [ -d "$_d" ] && _gc_libs="$_gc_libs:$_d"; done
+export LD_LIBRARY_PATH="$_gc_libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export _ROS_WHEELS_BOOTSTRAP_COMPLETE=1
+export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
+unset _gc_root _gc_site _gc_libs _d

@@ -1,0 +1,169 @@
+"""Gesture datasets on disk: ``<dataset_dir>/<class>/*.jpg`` (the DLI tool's layout).
+
+Training images are decoded and resized **once** (:func:`load_images`) into a uint8 tensor;
+epochs then only augment and normalise in memory. Unreadable files are reported and skipped.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from .fsutil import atomic_write, ensure_private_dir
+from .preprocess import PreprocessSpec, resize, to_chw_rgb
+from .tasks import Task
+
+__all__ = ['IMAGE_SUFFIXES', 'DatasetError', 'ImageSet', 'count_images', 'list_images',
+           'load_images', 'save_sample', 'split_indices']
+
+LOG = logging.getLogger(__name__)
+
+#: File suffixes read as images (lower case); others in a class folder are ignored.
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp')
+#: JPEG quality of collected samples (OpenCV's default, as the DLI tool's bgr8_to_jpeg).
+JPEG_QUALITY = 95
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be trained on (missing folder, empty class, < 2 classes)."""
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name; [] when it does not exist."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir()
+                  if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and
+                  not p.name.startswith('.'))
+
+
+def count_images(task: Task, label: str) -> int:
+    """Number of image files stored under ``label`` (validated, see Task.class_dir)."""
+    return len(list_images(task.class_dir(label)))
+
+
+@dataclass
+class ImageSet:
+    """Decoded images of a task.
+
+    Attributes:
+        images: uint8 ``(N, 3, S, S)`` RGB tensor, resized with preprocess.resize.
+        targets: int64 ``(N,)`` class indices into ``class_names``.
+        class_names: the task's classes.
+        paths: the N source files.
+        skipped: ``(path, reason)`` of files that could not be decoded.
+    """
+
+    images: torch.Tensor
+    targets: torch.Tensor
+    class_names: tuple[str, ...]
+    paths: list[Path]
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.targets.numel())
+
+
+def _decode(path: Path) -> np.ndarray | None:
+    """BGR uint8 image, or None if the file is not a decodable image."""
+    data = np.fromfile(path, dtype=np.uint8)
+    if data.size == 0:
+        return None
+    return cv2.imdecode(data, cv2.IMREAD_COLOR)
+
+
+def load_images(task: Task, spec: PreprocessSpec) -> ImageSet:
+    """Decode every image of every class of ``task`` once, resized to ``spec.input_size``.
+
+    Raises:
+        DatasetError: the dataset folder is missing, or a class has no readable image (the
+            message names the class and folder; a model needs every class of the task).
+    """
+    if not task.dataset_dir.is_dir():
+        raise DatasetError(f'dataset folder {task.dataset_dir} does not exist: collect images '
+                           f'for the classes {list(task.classes)} first')
+    images, targets, paths, skipped = [], [], [], []
+    empty = []
+    for index, label in enumerate(task.classes):
+        found = 0
+        for path in list_images(task.class_dir(label)):
+            try:
+                bgr = _decode(path)
+            except OSError as exc:
+                bgr, reason = None, str(exc)
+            else:
+                reason = 'not a decodable image'
+            if bgr is None:
+                LOG.warning('skipping %s: %s', path, reason)
+                skipped.append((path, reason))
+                continue
+            images.append(resize(to_chw_rgb(bgr, 'bgr'), spec).contiguous())
+            targets.append(index)
+            paths.append(path)
+            found += 1
+        if not found:
+            empty.append(label)
+    if empty:
+        raise DatasetError(f'no readable images for class(es) {empty} in {task.dataset_dir} '
+                           f'(every class of task {task.name!r} needs at least one)')
+    return ImageSet(images=torch.stack(images), targets=torch.tensor(targets),
+                    class_names=task.classes, paths=paths, skipped=skipped)
+
+
+def split_indices(targets: torch.Tensor, val_fraction: float,
+                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stratified random split into (train, val) index tensors.
+
+    Each class gives ``floor(n * val_fraction)`` images to validation, but always keeps at least
+    one for training; ``val_fraction=0`` gives an empty validation set.
+
+    Raises:
+        ValueError: val_fraction outside [0, 0.9].
+    """
+    if not 0.0 <= val_fraction <= 0.9:
+        raise ValueError(f'val_fraction must be in [0, 0.9], got {val_fraction}')
+    train, val = [], []
+    for cls in torch.unique(targets):
+        idx = torch.nonzero(targets == cls).flatten()
+        idx = idx[torch.randperm(idx.numel(), generator=generator)]
+        n_val = min(int(idx.numel() * val_fraction), idx.numel() - 1)
+        val.append(idx[:n_val])
+        train.append(idx[n_val:])
+    return torch.cat(train).sort().values, torch.cat(val).sort().values
+
+
+def save_sample(task: Task, label: str, pixels: np.ndarray, order: str) -> tuple[Path, int]:
+    """Store one frame as ``<dataset_dir>/<label>/<uuid1>.jpg`` (DLI naming), atomically.
+
+    Args:
+        pixels: ``(H, W, C)`` uint8 frame as viewed by imaging.image_to_array.
+        order: its channel order ('rgb', 'bgr' or 'mono').
+
+    Returns:
+        (absolute path written, number of images now under ``label``).
+
+    Raises:
+        InvalidNameError / ValueError: unsafe or unknown label (nothing is written).
+        ValueError: the frame cannot be encoded as JPEG.
+        OSError: no space or I/O error; nothing partial is left behind.
+    """
+    folder = task.class_dir(label)
+    ensure_private_dir(folder)
+    if order == 'rgb':
+        bgr = cv2.cvtColor(np.ascontiguousarray(pixels[:, :, :3]), cv2.COLOR_RGB2BGR)
+    elif order == 'mono':
+        bgr = np.ascontiguousarray(pixels[:, :, 0])
+    else:
+        bgr = np.ascontiguousarray(pixels[:, :, :3])
+    ok, jpeg = cv2.imencode('.jpg', bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise ValueError('OpenCV could not encode the frame as JPEG')
+    path = folder / f'{uuid.uuid1()}.jpg'
+    atomic_write(path, lambda f: f.write(jpeg.tobytes()), expected_size=jpeg.nbytes)
+    return path.resolve(), len(list_images(folder))

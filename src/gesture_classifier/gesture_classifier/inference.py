@@ -1,0 +1,46 @@
+"""A loaded model applied to single camera frames."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .model import ModelFile, load_model
+from .preprocess import preprocess_frame
+
+__all__ = ['Predictor']
+
+
+class Predictor:
+    """Wraps a :class:`~.model.ModelFile` for inference on one frame at a time.
+
+    Args:
+        model_file: a loaded model (its network is put in eval mode on ``device``).
+        device: torch device for preprocessing and the forward pass.
+    """
+
+    def __init__(self, model_file: ModelFile, device: torch.device | str = 'cpu'):
+        self.device = torch.device(device)
+        self.model_file = model_file
+        self.model = model_file.model.to(self.device).eval()
+        self.class_names = model_file.class_names
+        self.model_id = model_file.model_id
+
+    @classmethod
+    def from_file(cls, path, device='cpu', expected_classes=None) -> 'Predictor':
+        """Load and check a model file (raises ModelFileError, see model.load_model)."""
+        return cls(load_model(path, device, expected_classes), device)
+
+    def predict(self, pixels: np.ndarray, order: str = 'rgb') -> np.ndarray:
+        """Class probabilities for one ``(H, W, C)`` uint8 frame.
+
+        Returns:
+            float32 array of shape ``(N,)``: softmax over the model's classes (index-aligned
+            with ``class_names``), values in [0, 1] summing to 1.
+
+        Raises:
+            ValueError: pixels of the wrong dtype/shape (see preprocess.to_chw_rgb).
+        """
+        with torch.inference_mode():
+            x = preprocess_frame(pixels, order, self.model_file.spec, self.device)
+            probs = torch.softmax(self.model(x)[0].float(), dim=0)
+        return probs.cpu().numpy()

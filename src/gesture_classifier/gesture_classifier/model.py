@@ -1,0 +1,254 @@
+"""ResNet-18 for N gesture classes: creation, initial weights and model files.
+
+Model file format (``FORMAT``): ``torch.save`` of a dict holding only tensors and plain values,
+so it loads with ``torch.load(weights_only=True)`` and no pickled code ever runs::
+
+    format          'gesture_classifier/1'
+    architecture    'resnet18'
+    state_dict      the network's weights (fc sized to the classes)
+    class_names     list[str], output order
+    input_size      int, mean/std: list[float] (see preprocess.PreprocessSpec)
+    channel_order   'rgb'
+    task, model_id, created (ISO 8601 UTC), initial_weights, pretrained (bool),
+    epochs, train_accuracy, val_accuracy
+
+Initial weights (``initial_weights`` setting): ``'imagenet'`` loads torchvision's
+``ResNet18_Weights.IMAGENET1K_V1`` through torchvision's own weights API and cache
+(``$TORCH_HOME/hub/checkpoints/resnet18-f37072fd.pth``); ``'none'`` starts from random
+weights; any other value is a path to a ResNet-18 state_dict or to one of our model files.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision import models
+
+from .fsutil import atomic_write, ensure_private_dir
+from .preprocess import PreprocessSpec
+
+__all__ = ['FORMAT', 'ARCHITECTURES', 'ModelFileError', 'InitialWeights', 'create_model',
+           'load_initial_weights', 'ModelFile', 'save_model', 'load_model',
+           'IMAGENET_WEIGHTS_FILE']
+
+LOG = logging.getLogger(__name__)
+
+FORMAT = 'gesture_classifier/1'
+ARCHITECTURES = ('resnet18',)
+#: File name torchvision caches the ImageNet ResNet-18 weights under.
+IMAGENET_WEIGHTS_FILE = os.path.basename(models.ResNet18_Weights.IMAGENET1K_V1.url)
+#: Upper bound of a ResNet-18 model file (about 45 MB), used for the free-space check.
+_MODEL_FILE_BYTES = 50 * 1024 * 1024
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be used: unreadable, not ours, or not matching its metadata."""
+
+
+@dataclass(frozen=True)
+class InitialWeights:
+    """Where the backbone's weights came from.
+
+    Attributes:
+        source: the setting asked for ('imagenet', 'none' or a path).
+        pretrained: True only when ImageNet weights were actually loaded.
+        message: one sentence for logs and results; says what to do when ImageNet weights were
+            asked for but could not be loaded.
+    """
+
+    source: str
+    pretrained: bool
+    message: str
+
+
+def create_model(num_classes: int, architecture: str = 'resnet18') -> nn.Module:
+    """A randomly initialised ResNet-18 whose last layer (``fc``) has ``num_classes`` outputs.
+
+    Raises:
+        ValueError: unknown architecture (the message lists the supported ones) or
+            ``num_classes < 2``.
+    """
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f'unknown architecture {architecture!r}; supported: {ARCHITECTURES}')
+    if num_classes < 2:
+        raise ValueError(f'need at least 2 classes, got {num_classes}')
+    model = models.resnet18(weights=None)
+    model.fc = nn.Linear(model.fc.in_features, num_classes)
+    return model
+
+
+def _load_backbone(model: nn.Module, state_dict: dict) -> None:
+    """Copy every weight except ``fc.*`` (the class layer) into ``model``; strict otherwise."""
+    backbone = {k: v for k, v in state_dict.items() if not k.startswith('fc.')}
+    missing, unexpected = model.load_state_dict(backbone, strict=False)
+    missing = [k for k in missing if not k.startswith('fc.')]
+    if missing or unexpected:
+        raise ModelFileError(f'weights do not fit ResNet-18: missing {missing[:5]}, '
+                             f'unexpected {unexpected[:5]}')
+
+
+def load_initial_weights(model: nn.Module, source: str) -> InitialWeights:
+    """Load the backbone weights named by ``source`` into ``model`` (``fc`` stays random).
+
+    Never raises for unavailable ImageNet weights: the model then keeps its random weights and
+    the returned :class:`InitialWeights` says so (``pretrained=False``) and how to fix it.
+
+    Raises:
+        ModelFileError: ``source`` is a path whose file cannot be loaded or does not fit.
+    """
+    if source in ('none', ''):
+        return InitialWeights('none', False, 'backbone starts from random weights '
+                              '(initial_weights=none)')
+    if source == 'imagenet':
+        weights = models.ResNet18_Weights.IMAGENET1K_V1
+        try:
+            state = weights.get_state_dict(progress=False, check_hash=True)
+        except Exception as exc:  # offline, proxy, corrupt cache: all mean "not available"
+            cache = Path(torch.hub.get_dir()) / 'checkpoints' / IMAGENET_WEIGHTS_FILE
+            msg = (f'ImageNet weights could not be loaded ({type(exc).__name__}: {exc}); the '
+                   f'backbone starts from RANDOM weights, so accuracy will be much lower. Copy '
+                   f'{IMAGENET_WEIGHTS_FILE} to {cache} (or set initial_weights to its path)')
+            LOG.warning(msg)
+            return InitialWeights('imagenet', False, msg)
+        _load_backbone(model, state)
+        return InitialWeights('imagenet', True, 'backbone starts from torchvision ImageNet '
+                              'weights (ResNet18_Weights.IMAGENET1K_V1)')
+    path = Path(os.path.expanduser(source))
+    try:
+        obj = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as exc:
+        raise ModelFileError(f'cannot load initial weights from {path}: {exc}') from exc
+    state = obj.get('state_dict', obj) if isinstance(obj, dict) else None
+    if not isinstance(state, dict):
+        raise ModelFileError(f'{path} holds no state_dict')
+    _load_backbone(model, state)
+    return InitialWeights(str(path), False, f'backbone starts from the weights in {path}')
+
+
+@dataclass
+class ModelFile:
+    """A trained model and what is needed to use it (see the module docstring)."""
+
+    model: nn.Module
+    class_names: tuple[str, ...]
+    spec: PreprocessSpec = field(default_factory=PreprocessSpec)
+    architecture: str = 'resnet18'
+    task: str = ''
+    model_id: str = ''
+    created: str = ''
+    initial_weights: str = ''
+    pretrained: bool = False
+    epochs: int = 0
+    train_accuracy: float = -1.0
+    val_accuracy: float = -1.0
+    path: Path | None = None
+
+
+def new_model_id(task: str) -> str:
+    """``<task>-<UTC time>-<8 random hex>``, unique per training run."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%dT%H%M%SZ')
+    return f'{task}-{stamp}-{uuid.uuid4().hex[:8]}'
+
+
+def save_model(mf: ModelFile, path: str | os.PathLike) -> Path:
+    """Write ``mf`` to ``path`` atomically (see :mod:`.fsutil`), creating the folder owner-only.
+
+    Fills ``mf.model_id`` / ``mf.created`` when empty and sets ``mf.path``.
+
+    Raises:
+        OSError: no space or I/O error; the previous file at ``path`` stays intact.
+    """
+    path = Path(path)
+    ensure_private_dir(path.parent)
+    if not mf.model_id:
+        mf.model_id = new_model_id(mf.task or 'model')
+    if not mf.created:
+        mf.created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')
+    payload = {
+        'format': FORMAT,
+        'architecture': mf.architecture,
+        'state_dict': {k: v.detach().cpu() for k, v in mf.model.state_dict().items()},
+        'class_names': list(mf.class_names),
+        'input_size': int(mf.spec.input_size),
+        'mean': [float(x) for x in mf.spec.mean],
+        'std': [float(x) for x in mf.spec.std],
+        'channel_order': 'rgb',
+        'task': mf.task,
+        'model_id': mf.model_id,
+        'created': mf.created,
+        'initial_weights': mf.initial_weights,
+        'pretrained': bool(mf.pretrained),
+        'epochs': int(mf.epochs),
+        'train_accuracy': float(mf.train_accuracy),
+        'val_accuracy': float(mf.val_accuracy),
+    }
+    atomic_write(path, lambda f: torch.save(payload, f), expected_size=_MODEL_FILE_BYTES)
+    mf.path = path.resolve()
+    return mf.path
+
+
+def _require(cond: bool, path: Path, what: str) -> None:
+    if not cond:
+        raise ModelFileError(f'{path}: {what}')
+
+
+def load_model(path: str | os.PathLike, device: torch.device | str = 'cpu',
+               expected_classes: tuple[str, ...] | None = None) -> ModelFile:
+    """Load a model file with ``torch.load(weights_only=True)`` and check it before use.
+
+    Args:
+        path: model file written by :func:`save_model`.
+        device: where to put the network (it is returned in ``eval()`` mode).
+        expected_classes: when given, the file's class names must equal these (same order).
+
+    Raises:
+        ModelFileError: missing/unreadable/garbage file, a pickle that needs code to load,
+            another format or architecture, class names that are not a list of >= 2 unique
+            strings or differ from ``expected_classes``, or weights that do not fit.
+    """
+    path = Path(path)
+    try:
+        obj = torch.load(path, map_location='cpu', weights_only=True)
+    except FileNotFoundError:
+        raise ModelFileError(f'{path}: no such file') from None
+    except Exception as exc:
+        raise ModelFileError(f'{path}: not a loadable model file ({type(exc).__name__}: '
+                             f'{str(exc).splitlines()[0] if str(exc) else ""})') from exc
+    _require(isinstance(obj, dict) and obj.get('format') == FORMAT, path,
+             f'not a gesture_classifier model (format {FORMAT!r} expected)')
+    arch = obj.get('architecture')
+    _require(arch in ARCHITECTURES, path, f'unsupported architecture {arch!r}')
+    names = obj.get('class_names')
+    _require(isinstance(names, list) and len(names) >= 2 and
+             all(isinstance(n, str) for n in names) and len(set(names)) == len(names),
+             path, 'class_names must be a list of at least 2 unique strings')
+    if expected_classes is not None:
+        _require(tuple(names) == tuple(expected_classes), path,
+                 f'classes {names} differ from the task classes {list(expected_classes)}')
+    size, mean, std = obj.get('input_size'), obj.get('mean'), obj.get('std')
+    _require(isinstance(size, int) and 32 <= size <= 1024, path, f'bad input_size {size!r}')
+    _require(isinstance(mean, list) and isinstance(std, list) and len(mean) == len(std) == 3
+             and all(isinstance(s, float) and s > 0 for s in std), path, 'bad mean/std')
+    state = obj.get('state_dict')
+    _require(isinstance(state, dict), path, 'no state_dict')
+    model = create_model(len(names), arch)
+    try:
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, TypeError) as exc:
+        raise ModelFileError(f'{path}: weights do not fit {arch} with {len(names)} classes: '
+                             f'{str(exc).splitlines()[0]}') from exc
+    model.to(device).eval()
+    return ModelFile(
+        model=model, class_names=tuple(names),
+        spec=PreprocessSpec(size, tuple(mean), tuple(std)), architecture=arch,
+        task=str(obj.get('task', '')), model_id=str(obj.get('model_id', '')) or path.name,
+        created=str(obj.get('created', '')), initial_weights=str(obj.get('initial_weights', '')),
+        pretrained=bool(obj.get('pretrained', False)), epochs=int(obj.get('epochs', 0)),
+        train_accuracy=float(obj.get('train_accuracy', -1.0)),
+        val_accuracy=float(obj.get('val_accuracy', -1.0)), path=path.resolve())

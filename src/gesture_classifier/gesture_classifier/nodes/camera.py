@@ -1,0 +1,188 @@
+"""camera node: publishes frames of a V4L2 device, GStreamer pipeline (Jetson CSI camera),
+video file or image folder as ``sensor_msgs/Image`` (bgr8) on ``image_raw``.
+
+Parameters (all can be changed while running; the source is re-opened):
+    source (string)    see gesture_classifier.sources: '0', '/dev/video0', 'csi://0',
+                       a GStreamer pipeline, a video file, an image folder
+    width, height (int) output size in pixels; 0 keeps the source's size
+    rate (double)      frames per second published, (0, 240]
+    frame_id (string)  header.frame_id (the camera's optical frame, REP-103/105)
+    loop (bool)        restart video files and image folders at their end
+    reopen_delay (double) seconds between attempts to (re)open a missing or failed source
+
+``header.stamp`` is the time the frame was read from the source (this node's clock). A source
+that fails or disappears is reported, closed and re-opened every ``reopen_delay`` seconds; the
+capture runs in its own thread, never blocks the executor and never spins without sleeping.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, replace
+
+import cv2
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+
+from ..imaging import array_to_image_fields
+from ..sources import FrameSource, SourceError, open_source
+from .common import IMAGE_PUB_QOS, declare, run_node
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    source: str
+    width: int
+    height: int
+    rate: float
+    frame_id: str
+    loop: bool
+    reopen_delay: float
+
+
+class CameraNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__('camera', **kwargs)
+        # OpenCV would print a warning per failed open attempt; this node reports failures
+        # itself, once per outage.
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        self._cfg = CameraConfig(
+            source=declare(self, 'source', '0', 'Camera source: V4L2 index or /dev/videoN, '
+                           'csi://N, GStreamer pipeline, video file or image folder'),
+            width=declare(self, 'width', 640, 'Output width in pixels (0: source size)',
+                          int_range=(0, 8192)),
+            height=declare(self, 'height', 480, 'Output height in pixels (0: source size)',
+                           int_range=(0, 8192)),
+            rate=declare(self, 'rate', 30.0, 'Frames per second to publish',
+                         float_range=(0.1, 240.0)),
+            frame_id=declare(self, 'frame_id', 'camera_optical_frame',
+                             'header.frame_id of the images'),
+            loop=declare(self, 'loop', True, 'Restart video files and image folders at the end'),
+            reopen_delay=declare(self, 'reopen_delay', 1.0,
+                                 'Seconds between attempts to (re)open the source',
+                                 float_range=(0.05, 60.0)),
+        )
+        self._lock = threading.Lock()
+        self._generation = 0          # bumped on every configuration change
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self.frames_published = 0
+        self._pub = self.create_publisher(Image, 'image_raw', IMAGE_PUB_QOS)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._thread = threading.Thread(target=self._capture_loop, name='capture', daemon=True)
+        self._thread.start()
+
+    # -- parameters ------------------------------------------------------------------------
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        changes = {}
+        for p in params:
+            if p.name not in CameraConfig.__dataclass_fields__:
+                continue
+            value = p.value
+            if p.name == 'source' and not str(value).strip():
+                return SetParametersResult(successful=False, reason='source must not be empty')
+            changes[p.name] = value
+        if changes:
+            with self._lock:
+                self._cfg = replace(self._cfg, **changes)
+                self._generation += 1
+            self._wake.set()
+            self.get_logger().info(f'configuration changed: {changes}')
+        return SetParametersResult(successful=True)
+
+    # -- capture thread --------------------------------------------------------------------
+    def _capture_loop(self) -> None:
+        log = self.get_logger()
+        source: FrameSource | None = None
+        generation = -1
+        next_time = time.monotonic()
+        failing_since = None
+        while not self._stop.is_set():
+            with self._lock:
+                cfg, current = self._cfg, self._generation
+            if current != generation or source is None:
+                if source is not None:
+                    source.close()
+                    source = None
+                generation = current
+                try:
+                    source = open_source(cfg.source, cfg.width, cfg.height, cfg.rate, cfg.loop)
+                    source.open()
+                except SourceError as exc:
+                    source = None
+                    if failing_since is None:
+                        failing_since = time.monotonic()
+                        log.error(f'cannot open camera source: {exc}; retrying every '
+                                  f'{cfg.reopen_delay:g} s')
+                    self._sleep(cfg.reopen_delay)
+                    continue
+                if failing_since is not None:
+                    log.info(f'camera source is back after '
+                             f'{time.monotonic() - failing_since:.1f} s')
+                    failing_since = None
+                log.info(f'publishing {source.description} on {self._pub.topic_name} '
+                         f'at {cfg.rate:g} Hz')
+                next_time = time.monotonic()
+            frame = source.read()
+            if frame is None:
+                if source.finished:
+                    log.info(f'end of {source.description}; set `loop` or `source` to go on')
+                    self._wake.wait()  # until a parameter changes (or shutdown)
+                    self._wake.clear()
+                    source.close()
+                    source = None
+                    continue
+                log.error(f'camera source {source.description} stopped delivering frames; '
+                          f're-opening in {cfg.reopen_delay:g} s')
+                failing_since = time.monotonic()
+                source.close()
+                source = None
+                self._sleep(cfg.reopen_delay)
+                continue
+            stamp = self.get_clock().now().to_msg()
+            with self._lock:
+                if self._generation != generation:
+                    continue  # read from the old source after a change: drop it
+            self._publish(frame, stamp, cfg)
+            next_time = self._pace(next_time, cfg.rate)
+        if source is not None:
+            source.close()
+
+    def _publish(self, frame, stamp, cfg: CameraConfig) -> None:
+        if cfg.width and cfg.height and (frame.shape[1], frame.shape[0]) != (cfg.width,
+                                                                             cfg.height):
+            frame = cv2.resize(frame, (cfg.width, cfg.height), interpolation=cv2.INTER_AREA)
+        msg = Image(**array_to_image_fields(frame, 'bgr8'))
+        msg.header.stamp = stamp
+        msg.header.frame_id = cfg.frame_id
+        self._pub.publish(msg)
+        self.frames_published += 1
+
+    def _pace(self, next_time: float, rate: float) -> float:
+        """Sleep until the next frame is due; resynchronise after falling behind."""
+        next_time += 1.0 / rate
+        delay = next_time - time.monotonic()
+        if delay > 0:
+            self._sleep(delay)
+            return next_time
+        return time.monotonic()
+
+    def _sleep(self, seconds: float) -> None:
+        """Sleep, but wake early on a configuration change or shutdown."""
+        if self._wake.wait(seconds):
+            self._wake.clear()
+
+    def destroy_node(self):
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=5.0)
+        return super().destroy_node()
+
+
+def main(args=None):
+    run_node(CameraNode, args)
+
+
+if __name__ == '__main__':
+    main()

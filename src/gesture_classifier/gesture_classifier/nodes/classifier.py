@@ -1,0 +1,117 @@
+"""classifier node: applies the task's fine-tuned ResNet-18 to the newest camera frame and
+publishes class probabilities.
+
+Subscribes ``image_raw`` (sensor_msgs/Image, sensor-data QoS, depth 1: while one frame is being
+classified newer ones replace each other in the queue, so the next one classified is always the
+newest and no backlog builds up) and ``model`` (gesture_interfaces/msg/ModelInfo, latched, from
+the trainer). Publishes ``predictions`` (gesture_interfaces/msg/Prediction) with the header of
+the classified image.
+
+Parameters: task, classes, data_dir, model_path (read-only, see common.declare_task) and
+    device (string): 'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:N'.
+
+Without a model it logs that it waits for one; when the trainer announces a new model it loads
+it and switches without a restart. A model file that cannot be used is refused with the reason
+and the running model stays. A malformed image is logged (throttled) and skipped.
+"""
+from __future__ import annotations
+
+import time
+
+from gesture_interfaces.msg import ModelInfo, Prediction
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+
+from ..imaging import ImageFormatError, image_to_array
+from ..inference import Predictor
+from ..model import ModelFileError
+from ..training import resolve_device
+from .common import (IMAGE_SUB_QOS, MODEL_QOS, PREDICTION_QOS, Throttle, declare,
+                     declare_task, run_node)
+
+
+class ClassifierNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__('classifier', **kwargs)
+        self.task = declare_task(self, model=True)
+        self.device = resolve_device(declare(
+            self, 'device', 'auto', "Torch device: 'auto', 'cpu', 'cuda' or 'cuda:N'",
+            read_only=True))
+        self.predictor: Predictor | None = None
+        self.frames_classified = 0
+        self.frames_rejected = 0
+        self._warn = Throttle(5.0)
+        self._wait_note = Throttle(10.0)
+        self._pub = self.create_publisher(Prediction, 'predictions', PREDICTION_QOS)
+        self.create_subscription(ModelInfo, 'model', self._on_model, MODEL_QOS)
+        self.create_subscription(Image, 'image_raw', self._on_image, IMAGE_SUB_QOS)
+        self.get_logger().info(f'task {self.task.name!r} on {self.device}')
+        if self.task.model_path.exists():
+            self.load(str(self.task.model_path))
+        else:
+            self.get_logger().info(f'no trained model yet ({self.task.model_path}); waiting '
+                                   'for the trainer')
+
+    def load(self, path: str) -> bool:
+        """Load and switch to the model at ``path``; on failure keep the current one."""
+        try:
+            predictor = Predictor.from_file(path, self.device)
+        except ModelFileError as exc:
+            kept = f'keeping model {self.predictor.model_id}' if self.predictor else \
+                'no model in use'
+            self.get_logger().error(f'refused model: {exc} ({kept})')
+            return False
+        mf = predictor.model_file
+        if mf.task and mf.task != self.task.name:
+            self.get_logger().error(f'refused model {path}: it is for task {mf.task!r}, '
+                                    f'not {self.task.name!r}')
+            return False
+        self.predictor = predictor
+        self.get_logger().info(f'using model {mf.model_id} ({", ".join(mf.class_names)}; '
+                               f'val accuracy {mf.val_accuracy:.2f}) from {path}')
+        return True
+
+    def _on_model(self, info: ModelInfo) -> None:
+        if info.task != self.task.name:
+            self.get_logger().info(f'ignoring model for task {info.task!r}')
+            return
+        if self.predictor is not None and info.model_id == self.predictor.model_id:
+            return
+        self.load(info.path)
+
+    def _on_image(self, msg: Image) -> None:
+        predictor = self.predictor
+        if predictor is None:
+            if self._wait_note(time.monotonic()):
+                self.get_logger().info('frames arrive but there is no trained model yet: '
+                                       'collect samples and send a train goal')
+            return
+        start = time.perf_counter()
+        try:
+            view = image_to_array(msg)
+            probs = predictor.predict(view.pixels, view.order)
+        except (ImageFormatError, ValueError) as exc:
+            self.frames_rejected += 1
+            if self._warn(time.monotonic()):
+                self.get_logger().warning(f'skipping malformed image ({self.frames_rejected} '
+                                          f'so far): {exc}')
+            return
+        top = int(probs.argmax())
+        out = Prediction()
+        out.header = msg.header
+        out.class_names = list(predictor.class_names)
+        out.probabilities = probs.tolist()
+        out.label = predictor.class_names[top]
+        out.confidence = float(probs[top])
+        out.model_id = predictor.model_id
+        out.inference_time = time.perf_counter() - start
+        self._pub.publish(out)
+        self.frames_classified += 1
+
+
+def main(args=None):
+    run_node(ClassifierNode, args)
+
+
+if __name__ == '__main__':
+    main()

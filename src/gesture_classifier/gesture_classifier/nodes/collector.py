@@ -1,0 +1,92 @@
+"""collector node: keeps the newest camera frame and, when its ``collect`` service is called
+with a label, stores that frame as ``<dataset_dir>/<label>/<uuid>.jpg``.
+
+Subscribes ``image_raw`` (sensor_msgs/Image, sensor-data QoS, depth 1); serves ``collect``
+(gesture_interfaces/srv/Collect).
+
+Parameters: task, classes, data_dir, dataset_dir (read-only, see common.declare_task) and
+    max_frame_age (double, s): a frame received longer ago than this is refused as stale.
+
+A request with an unknown or unsafe label, without a recent frame, with a malformed frame or
+on a full disk gets ``success=false`` and a reason; nothing partial is written and the node
+keeps running.
+"""
+from __future__ import annotations
+
+import time
+
+from gesture_interfaces.srv import Collect
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+
+from ..dataset import count_images, save_sample
+from ..imaging import ImageFormatError, image_to_array
+from ..tasks import InvalidNameError
+from .common import IMAGE_SUB_QOS, declare, declare_task, run_node
+
+
+class CollectorNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__('collector', **kwargs)
+        self.task = declare_task(self, dataset=True)
+        self.max_frame_age = declare(self, 'max_frame_age', 1.0,
+                                     'Refuse frames received longer ago than this (s)',
+                                     float_range=(0.01, 3600.0), read_only=True)
+        self._latest: Image | None = None
+        self._received = 0.0  # time.monotonic() when _latest arrived
+        self.create_subscription(Image, 'image_raw', self._on_image, IMAGE_SUB_QOS)
+        self.create_service(Collect, 'collect', self._on_collect)
+        counts = ', '.join(f'{c}: {self._count(c)}' for c in self.task.classes)
+        self.get_logger().info(f'task {self.task.name!r}, dataset {self.task.dataset_dir} '
+                               f'({counts})')
+
+    def _count(self, label: str) -> int:
+        try:
+            return count_images(self.task, label)
+        except (ValueError, OSError):
+            return 0
+
+    def _on_image(self, msg: Image) -> None:
+        # Only a reference is kept; the frame is decoded when (and if) it is collected.
+        self._latest, self._received = msg, time.monotonic()
+
+    def _on_collect(self, request: Collect.Request, response: Collect.Response):
+        label = request.label
+        try:
+            self.task.class_dir(label)
+        except (InvalidNameError, ValueError) as exc:
+            return self._fail(response, str(exc), 0)
+        count = self._count(label)
+        msg, received = self._latest, self._received
+        if msg is None:
+            return self._fail(response, 'no camera frame received yet on '
+                              f'{self.resolve_topic_name("image_raw")}', count)
+        age = time.monotonic() - received
+        if age > self.max_frame_age:
+            return self._fail(response, f'newest frame is {age:.2f} s old (max_frame_age '
+                              f'{self.max_frame_age:g} s): is the camera running?', count)
+        try:
+            view = image_to_array(msg)
+            path, count = save_sample(self.task, label, view.pixels, view.order)
+        except ImageFormatError as exc:
+            return self._fail(response, f'malformed image message: {exc}', count)
+        except (OSError, ValueError) as exc:
+            return self._fail(response, f'could not save the image: {exc}', count)
+        response.success, response.path, response.count = True, str(path), count
+        response.message = f'saved {label} #{count}'
+        self.get_logger().info(f'{response.message}: {path}')
+        return response
+
+    def _fail(self, response: Collect.Response, reason: str, count: int):
+        response.success, response.message, response.path, response.count = \
+            False, reason, '', count
+        self.get_logger().warning(f'collect refused: {reason}')
+        return response
+
+
+def main(args=None):
+    run_node(CollectorNode, args)
+
+
+if __name__ == '__main__':
+    main()

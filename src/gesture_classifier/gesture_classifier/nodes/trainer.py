@@ -1,0 +1,180 @@
+"""trainer node: the ``train`` action server (gesture_interfaces/action/Train).
+
+Fine-tunes a ResNet-18 on the task's dataset (see gesture_classifier.training for the recipe),
+sends feedback after every batch, stops within one batch when the goal is cancelled (the
+previous model stays), saves the model atomically and announces it on ``model``
+(gesture_interfaces/msg/ModelInfo, latched) so the classifier switches to it without a restart.
+
+One goal at a time: a goal arriving while one runs is rejected, as is a goal whose values are
+out of range; the reason is logged.
+
+Parameters (read-only): task, classes, data_dir, dataset_dir, model_path (see
+common.declare_task), device, initial_weights ('imagenet', 'none' or a path), batch_size,
+learning_rate, val_fraction, seed, augment, max_epochs, max_batch_size.
+"""
+from __future__ import annotations
+
+import math
+import threading
+
+from gesture_interfaces.action import Train
+from gesture_interfaces.msg import ModelInfo
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+
+from ..dataset import DatasetError
+from ..model import ModelFileError
+from ..training import Progress, TrainConfig, resolve_device, train_task
+from .common import MODEL_QOS, declare, declare_task, run_node
+
+
+class TrainerNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__('trainer', **kwargs)
+        self.task = declare_task(self, model=True, dataset=True)
+        self.device = resolve_device(declare(
+            self, 'device', 'auto', "Torch device: 'auto', 'cpu', 'cuda' or 'cuda:N'",
+            read_only=True))
+        self.initial_weights = declare(
+            self, 'initial_weights', 'imagenet', "Backbone weights: 'imagenet' (torchvision "
+            "ResNet18_Weights.IMAGENET1K_V1), 'none' (random) or a state_dict file path",
+            read_only=True)
+        self.max_epochs = declare(self, 'max_epochs', 100, 'Largest epochs a goal may ask for',
+                                  int_range=(1, 10000), read_only=True)
+        self.max_batch_size = declare(self, 'max_batch_size', 64, 'Largest batch_size a goal '
+                                      'may ask for', int_range=(1, 4096), read_only=True)
+        self.batch_size = declare(self, 'batch_size', 8, 'Batch size when the goal gives 0',
+                                  int_range=(1, 4096), read_only=True)
+        self.learning_rate = declare(self, 'learning_rate', 1e-3, 'Adam learning rate when the '
+                                     'goal gives 0', float_range=(1e-7, 1.0), read_only=True)
+        self.val_fraction = declare(self, 'val_fraction', 0.2, 'Share of each class held out '
+                                    'for validation', float_range=(0.0, 0.9), read_only=True)
+        self.seed = declare(self, 'seed', 0, 'Seed of split, augmentation and initialisation',
+                            int_range=(0, 2**31 - 1), read_only=True)
+        self.augment = declare(self, 'augment', True, 'ColorJitter augmentation (DLI recipe)',
+                               read_only=True)
+        self._busy = threading.Lock()
+        self._model_pub = self.create_publisher(ModelInfo, 'model', MODEL_QOS)
+        self._server = ActionServer(
+            self, Train, 'train', execute_callback=self._execute,
+            goal_callback=self._on_goal, cancel_callback=self._on_cancel,
+            callback_group=ReentrantCallbackGroup())
+        self.get_logger().info(f'task {self.task.name!r}: dataset {self.task.dataset_dir}, '
+                               f'model {self.task.model_path}, device {self.device}')
+
+    # -- goal handling ---------------------------------------------------------------------
+    def goal_error(self, goal: Train.Goal) -> str:
+        """Why ``goal`` is out of range, or '' when it is acceptable."""
+        if not 1 <= goal.epochs <= self.max_epochs:
+            return f'epochs must be in 1..{self.max_epochs}, got {goal.epochs}'
+        if goal.batch_size > self.max_batch_size:
+            return f'batch_size must be in 0..{self.max_batch_size}, got {goal.batch_size}'
+        lr = goal.learning_rate
+        if not (lr == 0.0 or (math.isfinite(lr) and 0.0 < lr <= 1.0)):
+            return f'learning_rate must be 0 (default) or in (0, 1], got {lr}'
+        return ''
+
+    def _on_goal(self, goal: Train.Goal) -> GoalResponse:
+        error = self.goal_error(goal)
+        if error:
+            self.get_logger().warning(f'rejected train goal: {error}')
+            return GoalResponse.REJECT
+        if not self._busy.acquire(blocking=False):
+            self.get_logger().warning('rejected train goal: another training goal is running '
+                                      '(one at a time; cancel it first)')
+            return GoalResponse.REJECT
+        return GoalResponse.ACCEPT  # the lock is released when this goal ends
+
+    def _on_cancel(self, goal_handle) -> CancelResponse:
+        self.get_logger().info('cancel requested; stopping after the current batch')
+        return CancelResponse.ACCEPT
+
+    def _execute(self, goal_handle) -> Train.Result:
+        try:
+            return self._train(goal_handle)
+        finally:
+            self._busy.release()
+
+    def _train(self, goal_handle) -> Train.Result:
+        goal = goal_handle.request
+        result = Train.Result(model_path=str(self.task.model_path)
+                              if self.task.model_path.exists() else '', val_accuracy=-1.0)
+        cfg = TrainConfig(epochs=goal.epochs, batch_size=goal.batch_size or self.batch_size,
+                          learning_rate=goal.learning_rate or self.learning_rate,
+                          val_fraction=self.val_fraction, seed=self.seed,
+                          augment=self.augment, device=str(self.device))
+        self.get_logger().info(f'training {self.task.name!r} for {cfg.epochs} epochs '
+                               f'(batch {cfg.batch_size}, lr {cfg.learning_rate:g})')
+
+        def on_progress(p: Progress) -> None:
+            goal_handle.publish_feedback(Train.Feedback(
+                epoch=p.epoch, epochs=p.epochs, batch=p.batch, batches=p.batches,
+                progress=float(p.progress), loss=float(p.loss), accuracy=float(p.accuracy),
+                val_accuracy=float(p.val_accuracy)))
+
+        try:
+            out = train_task(self.task, cfg, self.initial_weights,
+                             on_progress=on_progress,
+                             should_stop=lambda: goal_handle.is_cancel_requested)
+        except DatasetError as exc:
+            return self._abort(goal_handle, result, Train.Result.DATASET_ERROR, str(exc))
+        except ModelFileError as exc:
+            return self._abort(goal_handle, result, Train.Result.INTERNAL_ERROR,
+                               f'initial weights: {exc}')
+        except OSError as exc:
+            return self._abort(goal_handle, result, Train.Result.SAVE_ERROR,
+                               f'could not save the model (previous model kept): {exc}')
+        except Exception as exc:  # a bug must fail the goal, not kill the node
+            self.get_logger().error(f'training failed: {exc!r}')
+            return self._abort(goal_handle, result, Train.Result.INTERNAL_ERROR,
+                               f'training failed: {exc!r}')
+        fit = out.fit
+        result.epochs_completed = fit.epochs_completed
+        result.train_accuracy = float(fit.train_accuracy)
+        result.val_accuracy = float(fit.val_accuracy)
+        result.train_images, result.val_images = out.train_images, out.val_images
+        result.pretrained = out.pretrained
+        skipped = f'; {out.skipped} unreadable image(s) skipped' if out.skipped else ''
+        if fit.cancelled:
+            result.error_code = Train.Result.CANCELED
+            result.message = (f'cancelled after {fit.epochs_completed} epoch(s); previous model '
+                              f'kept{skipped}')
+            goal_handle.canceled()
+            self.get_logger().info(result.message)
+            return result
+        mf = out.model
+        result.success = True
+        result.model_path, result.model_id = str(mf.path), mf.model_id
+        result.message = (f'trained {fit.epochs_completed} epochs on {out.train_images} images: '
+                          f'train accuracy {fit.train_accuracy:.3f}, validation accuracy '
+                          f'{fit.val_accuracy:.3f} on {out.val_images} images; '
+                          f'{out.weights_message}{skipped}')
+        self._announce(mf)
+        goal_handle.succeed()
+        self.get_logger().info(result.message)
+        return result
+
+    def _abort(self, goal_handle, result, code: int, message: str) -> Train.Result:
+        result.success, result.error_code, result.message = False, code, message
+        self.get_logger().error(f'train goal aborted: {message}')
+        goal_handle.abort()
+        return result
+
+    def _announce(self, mf) -> None:
+        info = ModelInfo(task=self.task.name, model_id=mf.model_id, path=str(mf.path),
+                         class_names=list(mf.class_names), architecture=mf.architecture,
+                         input_size=mf.spec.input_size,
+                         train_accuracy=float(mf.train_accuracy),
+                         val_accuracy=float(mf.val_accuracy))
+        info.header.stamp = self.get_clock().now().to_msg()
+        self._model_pub.publish(info)
+
+
+def main(args=None):
+    run_node(TrainerNode, args, executor_factory=MultiThreadedExecutor)
+
+
+if __name__ == '__main__':
+    main()
