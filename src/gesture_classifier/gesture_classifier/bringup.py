@@ -59,12 +59,19 @@ def node_command(name: str, params_files: list[str | os.PathLike],
     return cmd
 
 
+class _NoAliasDumper(yaml.SafeDumper):
+    """rcl's parameter-file parser does not support YAML anchors/aliases."""
+
+    def ignore_aliases(self, data):
+        return True
+
+
 def write_overrides(overrides: dict[str, dict], directory: str | os.PathLike) -> Path:
     """Write ``{node: {param: value}}`` as a ROS parameter file (``/**/<node>`` sections, so it
     outranks the node sections of the main file, which ``-p`` would not)."""
     doc = {f'/**/{node}': {'ros__parameters': params} for node, params in overrides.items()}
     path = Path(directory) / 'overrides.yaml'
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    path.write_text(yaml.dump(doc, Dumper=_NoAliasDumper, sort_keys=False))
     return path
 
 

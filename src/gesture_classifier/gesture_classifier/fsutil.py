@@ -24,7 +24,18 @@ def ensure_private_dir(path: str | os.PathLike) -> Path:
         OSError: the directory cannot be created (permissions, read-only or full disk).
     """
     p = Path(path)
-    p.mkdir(mode=0o700, parents=True, exist_ok=True)
+    missing = []
+    for parent in (p, *p.parents):
+        if parent.exists():
+            break
+        missing.append(parent)
+    for folder in reversed(missing):  # mkdir(parents=True) would give parents the umask mode
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+    if not p.is_dir():
+        raise NotADirectoryError(f'{p} exists and is not a directory')
     return p
 
 
@@ -61,8 +72,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *,
         require_free_space(directory, expected_size)
     fd, tmp = tempfile.mkstemp(prefix=f'.{target.name}.', suffix='.tmp', dir=directory)
     try:
-        os.fchmod(fd, mode)
         with os.fdopen(fd, 'wb') as f:
+            os.fchmod(f.fileno(), mode)
             write(f)
             f.flush()
             os.fsync(f.fileno())

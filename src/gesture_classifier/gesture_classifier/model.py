@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import math
 import os
 import uuid
 from dataclasses import dataclass, field
@@ -86,7 +87,11 @@ def create_model(num_classes: int, architecture: str = 'resnet18') -> nn.Module:
 def _load_backbone(model: nn.Module, state_dict: dict) -> None:
     """Copy every weight except ``fc.*`` (the class layer) into ``model``; strict otherwise."""
     backbone = {k: v for k, v in state_dict.items() if not k.startswith('fc.')}
-    missing, unexpected = model.load_state_dict(backbone, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(backbone, strict=False)
+    except (RuntimeError, TypeError) as exc:  # wrong tensor shapes or non-tensor values
+        raise ModelFileError(f'weights do not fit ResNet-18: {str(exc).splitlines()[0]}') \
+            from exc
     missing = [k for k in missing if not k.startswith('fc.')]
     if missing or unexpected:
         raise ModelFileError(f'weights do not fit ResNet-18: missing {missing[:5]}, '
@@ -116,7 +121,14 @@ def load_initial_weights(model: nn.Module, source: str) -> InitialWeights:
                    f'{IMAGENET_WEIGHTS_FILE} to {cache} (or set initial_weights to its path)')
             LOG.warning(msg)
             return InitialWeights('imagenet', False, msg)
-        _load_backbone(model, state)
+        try:
+            _load_backbone(model, state)
+        except ModelFileError as exc:
+            msg = (f'cached ImageNet weights {IMAGENET_WEIGHTS_FILE} do not fit ({exc}); the '
+                   'backbone starts from RANDOM weights. Delete the file so torchvision '
+                   'downloads it again')
+            LOG.warning(msg)
+            return InitialWeights('imagenet', False, msg)
         return InitialWeights('imagenet', True, 'backbone starts from torchvision ImageNet '
                               'weights (ResNet18_Weights.IMAGENET1K_V1)')
     path = Path(os.path.expanduser(source))
@@ -234,7 +246,9 @@ def load_model(path: str | os.PathLike, device: torch.device | str = 'cpu',
     size, mean, std = obj.get('input_size'), obj.get('mean'), obj.get('std')
     _require(isinstance(size, int) and 32 <= size <= 1024, path, f'bad input_size {size!r}')
     _require(isinstance(mean, list) and isinstance(std, list) and len(mean) == len(std) == 3
-             and all(isinstance(s, float) and s > 0 for s in std), path, 'bad mean/std')
+             and all(isinstance(m, float) and math.isfinite(m) for m in mean)
+             and all(isinstance(s, float) and math.isfinite(s) and s > 0 for s in std),
+             path, 'mean/std must be 3 finite floats each, std > 0')
     state = obj.get('state_dict')
     _require(isinstance(state, dict), path, 'no state_dict')
     model = create_model(len(names), arch)
@@ -243,12 +257,17 @@ def load_model(path: str | os.PathLike, device: torch.device | str = 'cpu',
     except (RuntimeError, TypeError) as exc:
         raise ModelFileError(f'{path}: weights do not fit {arch} with {len(names)} classes: '
                              f'{str(exc).splitlines()[0]}') from exc
+    try:
+        extra = dict(task=str(obj.get('task', '')), created=str(obj.get('created', '')),
+                     initial_weights=str(obj.get('initial_weights', '')),
+                     pretrained=bool(obj.get('pretrained', False)),
+                     epochs=int(obj.get('epochs', 0)),
+                     train_accuracy=float(obj.get('train_accuracy', -1.0)),
+                     val_accuracy=float(obj.get('val_accuracy', -1.0)))
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f'{path}: bad metadata value ({exc})') from exc
     model.to(device).eval()
-    return ModelFile(
-        model=model, class_names=tuple(names),
-        spec=PreprocessSpec(size, tuple(mean), tuple(std)), architecture=arch,
-        task=str(obj.get('task', '')), model_id=str(obj.get('model_id', '')) or path.name,
-        created=str(obj.get('created', '')), initial_weights=str(obj.get('initial_weights', '')),
-        pretrained=bool(obj.get('pretrained', False)), epochs=int(obj.get('epochs', 0)),
-        train_accuracy=float(obj.get('train_accuracy', -1.0)),
-        val_accuracy=float(obj.get('val_accuracy', -1.0)), path=path.resolve())
+    return ModelFile(model=model, class_names=tuple(names),
+                     spec=PreprocessSpec(size, tuple(mean), tuple(std)), architecture=arch,
+                     model_id=str(obj.get('model_id', '')) or path.name, path=path.resolve(),
+                     **extra)

@@ -47,7 +47,8 @@ class PreprocessSpec:
 
 
 def to_chw_rgb(pixels: np.ndarray | torch.Tensor, order: str = 'rgb') -> torch.Tensor:
-    """``(H, W, C)`` uint8 frame -> ``(3, H, W)`` uint8 RGB tensor view (no copy).
+    """``(H, W, C)`` uint8 frame -> ``(3, H, W)`` uint8 RGB tensor: a view for 'rgb' and
+    'mono' (no copy); 'bgr' reorders the channels, which copies the frame once.
 
     Args:
         pixels: C = 1 (mono, repeated to 3 channels), 3 or 4 (alpha dropped).

@@ -194,6 +194,9 @@ def fit(model: nn.Module, train_images: torch.Tensor, train_targets: torch.Tenso
     on_progress = on_progress or (lambda p: None)
     should_stop = should_stop or (lambda: False)
     generator = torch.Generator().manual_seed(cfg.seed)
+    # ColorJitter draws from torch's global generator: seed it here (not at import) so a run
+    # is repeatable for a given seed.
+    torch.manual_seed(cfg.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     batches = math.ceil(len(train_targets) / cfg.batch_size)
     total = cfg.epochs * batches

@@ -24,7 +24,6 @@ from sensor_msgs.msg import Image
 
 from ..imaging import ImageFormatError, image_to_array
 from ..inference import Predictor
-from ..model import ModelFileError
 from ..training import resolve_device
 from .common import (IMAGE_SUB_QOS, MODEL_QOS, PREDICTION_QOS, Throttle, declare,
                      declare_task, run_node)
@@ -56,7 +55,7 @@ class ClassifierNode(Node):
         """Load and switch to the model at ``path``; on failure keep the current one."""
         try:
             predictor = Predictor.from_file(path, self.device)
-        except ModelFileError as exc:
+        except Exception as exc:  # ModelFileError, or anything else: never die on a file
             kept = f'keeping model {self.predictor.model_id}' if self.predictor else \
                 'no model in use'
             self.get_logger().error(f'refused model: {exc} ({kept})')

@@ -17,7 +17,7 @@ from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityP
 from ..tasks import PRESETS, Task
 
 __all__ = ['declare', 'declare_task', 'IMAGE_SUB_QOS', 'IMAGE_PUB_QOS', 'MODEL_QOS',
-           'PREDICTION_QOS', 'run_node', 'Throttle']
+           'PREDICTION_QOS', 'run_node', 'Throttle', 'RosLogHandler']
 
 #: Subscribers of camera images: sensor data QoS (best effort, volatile) with depth 1 so a
 #: slow consumer always gets the newest frame and never a backlog of stale ones.
@@ -93,6 +93,29 @@ class Throttle:
         return False
 
 
+class RosLogHandler(logging.Handler):
+    """Forwards Python ``logging`` records of the core modules to the node's ROS logger, so
+    they reach the console and /rosout with the node's name."""
+
+    def __init__(self, node: Node):
+        super().__init__()
+        self._logger = node.get_logger()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            msg = self.format(record)
+            if record.levelno >= logging.ERROR:
+                self._logger.error(msg)
+            elif record.levelno >= logging.WARNING:
+                self._logger.warning(msg)
+            elif record.levelno >= logging.INFO:
+                self._logger.info(msg)
+            else:
+                self._logger.debug(msg)
+        except Exception:  # logging must never take the node down
+            self.handleError(record)
+
+
 def run_node(factory: Callable[[], Node], args=None, executor_factory=SingleThreadedExecutor):
     """Init rclpy, spin the node until Ctrl-C / shutdown, then clean up (Humble-compatible:
     no ``with rclpy.init()``)."""
@@ -100,7 +123,14 @@ def run_node(factory: Callable[[], Node], args=None, executor_factory=SingleThre
     rclpy.init(args=args if args is not None else sys.argv)
     node = None
     try:
-        node = factory()
+        try:
+            node = factory()
+        except ValueError as exc:  # invalid parameters: say so plainly, no traceback
+            logging.getLogger('gesture_classifier').error(f'invalid configuration: {exc}')
+            sys.exit(2)
+        core_log = logging.getLogger('gesture_classifier')
+        core_log.addHandler(RosLogHandler(node))
+        core_log.propagate = False
         executor = executor_factory()
         executor.add_node(node)
         executor.spin()

@@ -1,0 +1,194 @@
+"""demo: the whole gesture loop on real images, as a person at the DLI tool would do it.
+
+1. starts the camera, collector, trainer and classifier nodes (bringup, same parameter file as
+   the launch file), the camera replaying the bundled ``thumbs_wincle626`` photos;
+2. for each class, points the camera at that class's photos and calls ``collect`` for each
+   frame;
+3. sends a ``train`` goal and shows its feedback as a progress bar;
+4. waits until the classifier has switched to the new model, points the camera at photos that
+   were held out of collection, and reports the predictions and their accuracy.
+
+    demo [--workdir var/demo] [--epochs 15] [--holdout 10]
+
+The work folder is cleared at the start (dataset, model, node log ``nodes.log``).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from .bringup import NodeGroup, NODES, default_params_file
+from .cli import stamp_seconds, train_with_progress
+from .client import ClientError, GestureClient, TrainStatus
+from .dataset import list_images
+
+SAMPLE = 'thumbs_wincle626'
+CLASSES = ('thumbs_up', 'thumbs_down')
+
+
+def sample_dir() -> Path:
+    """The bundled sample: installed package share, else the source checkout."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        path = Path(get_package_share_directory('gesture_classifier')) / 'data' / SAMPLE
+        if path.is_dir():
+            return path
+    except Exception:  # not installed with colcon
+        pass
+    return Path(__file__).resolve().parents[1] / 'data' / SAMPLE
+
+
+def stage(sample: Path, work: Path, holdout: int) -> dict[str, dict[str, Path]]:
+    """Copy each class's photos into <work>/camera/{collect,holdout}/<class>/: the last
+    ``holdout`` in name order (DLI names are time-based UUIDs, so: the last ones taken) are
+    never collected, and serve to measure accuracy on unseen images."""
+    folders: dict[str, dict[str, Path]] = {'collect': {}, 'holdout': {}}
+    for label in CLASSES:
+        files = list_images(sample / label)
+        if len(files) <= holdout:
+            raise SystemExit(f'{sample / label} has {len(files)} images; need > {holdout}')
+        for part, chosen in (('collect', files[:-holdout]), ('holdout', files[-holdout:])):
+            dest = work / 'camera' / part / label
+            dest.mkdir(parents=True)
+            for f in chosen:
+                shutil.copy2(f, dest / f.name)
+            folders[part][label] = dest
+    return folders
+
+
+def collect_class(gc: GestureClient, label: str, folder: Path, expected: int) -> int:
+    """Replay ``folder`` once and collect every frame under ``label``; returns the count."""
+    last = gc.set_camera_source(str(folder), loop=False)
+    count = 0
+    for i in range(expected):
+        try:
+            image = gc.wait_for_image(newer_than=last, timeout=5.0)
+        except ClientError:
+            break  # the folder ended
+        last = stamp_seconds(image.header.stamp)
+        r = gc.collect(label)
+        if not r.success:
+            print(f'   collect {label} failed: {r.message}')
+            continue
+        count = r.count
+        if sys.stdout.isatty():
+            print(f'\r   {label:<12} {count:3d}/{expected} collected', end='', flush=True)
+    print(f'\r   {label:<12} {count:3d}/{expected} collected')
+    return count
+
+
+def classify_class(gc: GestureClient, label: str, folder: Path, expected: int,
+                   model_id: str) -> list:
+    """Replay ``folder`` once and gather the predictions of the new model for its frames."""
+    start = gc.set_camera_source(str(folder), loop=False)
+    out = []
+    while len(out) < expected:
+        try:
+            p = gc.wait_for_prediction(lambda p: p.model_id == model_id and
+                                       stamp_seconds(p.header.stamp) > start, timeout=5.0)
+        except ClientError:
+            break
+        out.append((p, gc.now() - stamp_seconds(p.header.stamp)))
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog='demo', description=__doc__.splitlines()[0])
+    parser.add_argument('--workdir', default='var/demo', help='cleared and reused each run')
+    parser.add_argument('--epochs', type=int, default=15)
+    parser.add_argument('--holdout', type=int, default=10,
+                        help='photos per class kept out of collection for testing')
+    parser.add_argument('--rate', type=float, default=5.0, help='camera frames per second')
+    args = parser.parse_args(argv)
+
+    work = Path(args.workdir).resolve()
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    sample = sample_dir()
+    folders = stage(sample, work, args.holdout)
+    n_collect = {c: len(list_images(folders['collect'][c])) for c in CLASSES}
+    print(f'== gesture_classifier demo: task "thumbs" on {len(CLASSES)} classes of real photos '
+          f'({sample})')
+    overrides = {
+        '*': {'data_dir': str(work / 'data'), 'task': 'thumbs', 'classes': list(CLASSES)},
+        # Until the demo points it at a class, the camera loops over the held-out photos
+        # (classifier and collector see frames from the start; nothing is collected yet).
+        'camera': {'source': str(folders['holdout'][CLASSES[0]]), 'width': 0, 'height': 0,
+                   'rate': args.rate, 'loop': True},
+    }
+    overrides = {n: {**overrides['*'], **overrides.get(n, {})} for n in NODES}
+    log_path = work / 'nodes.log'
+    t0 = time.monotonic()
+    with open(log_path, 'w') as log, \
+            NodeGroup(NODES, default_params_file(), overrides=overrides, stdout=log,
+                      stderr=log) as nodes, \
+            GestureClient() as gc:
+        print(f'1. starting nodes {", ".join(NODES)} (log: {log_path})')
+        deadline = time.monotonic() + 120.0
+        while True:
+            try:
+                gc.wait_for_system(timeout=1.0)
+                break
+            except ClientError as exc:
+                if nodes.poll() or time.monotonic() > deadline:
+                    print(f'   nodes did not come up ({exc}; exited: {nodes.poll()}); see '
+                          f'{log_path}')
+                    return 1
+        print(f'   up after {time.monotonic() - t0:.1f} s')
+        gc.watch_images()
+
+        print('2. collecting: the camera replays each class, `collect` stores each frame')
+        collected = {c: collect_class(gc, c, folders['collect'][c], n_collect[c])
+                     for c in CLASSES}
+
+        print(f'3. training: `train` goal, {args.epochs} epochs')
+        t_train = time.monotonic()
+        status, result, n_feedback = train_with_progress(gc, args.epochs)
+        train_s = time.monotonic() - t_train
+        if status is not TrainStatus.SUCCEEDED:
+            print(f'   training {status.name}: {result.message if result else "rejected"}')
+            return 1
+        print(f'   {result.message}')
+
+        print('4. classifying photos that were never collected (hot-switched model '
+              f'{result.model_id})')
+        t_switch = time.monotonic()
+        results = {c: classify_class(gc, c, folders['holdout'][c], args.holdout,
+                                     result.model_id) for c in CLASSES}
+        switch_note = f'{time.monotonic() - t_switch:.1f} s'
+    correct = {c: sum(p.label == c for p, _ in results[c]) for c in CLASSES}
+    total = sum(len(r) for r in results.values())
+    ages = [age * 1000 for r in results.values() for _, age in r]
+    for c in CLASSES:
+        marks = ''.join('+' if p.label == c else '-' for p, _ in results[c])
+        conf = statistics.fmean(p.confidence for p, _ in results[c]) if results[c] else 0.0
+        print(f'   {c:<12} {correct[c]:2d}/{len(results[c]):<2d} correct  {marks:<12} '
+              f'mean confidence {conf:.2f}')
+    accuracy = sum(correct.values()) / total if total else 0.0
+    print('\n== Summary')
+    print(f'collected : {", ".join(f"{c} {collected[c]}" for c in CLASSES)} images in '
+          f'{work / "data" / "thumbs" / "dataset"}')
+    print(f'trained   : {result.epochs_completed} epochs in {train_s:.0f} s '
+          f'({n_feedback} feedback messages) on {result.train_images} images, validation '
+          f'accuracy {result.val_accuracy:.2f} on {result.val_images}')
+    print(f'weights   : {"ImageNet (pretrained)" if result.pretrained else "NOT pretrained"}'
+          f' - see the trainer message above')
+    print(f'model     : {result.model_path}')
+    print(f'held out  : {total} photos never collected, accuracy {accuracy:.2f} '
+          f'({", ".join(f"{c} {correct[c]}/{len(results[c])}" for c in CLASSES)})')
+    if ages:
+        ages.sort()
+        print(f'latency   : camera capture -> prediction received, median '
+              f'{statistics.median(ages):.0f} ms, max {ages[-1]:.0f} ms ({len(ages)} frames)')
+    print(f'total     : {time.monotonic() - t0:.0f} s (evaluation {switch_note})')
+    return 0 if total else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""The shared preprocessing: channel orders, resize, normalisation."""
+from __future__ import annotations
+
+import warnings
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from gesture_classifier.imaging import array_to_image_fields, image_to_array
+from gesture_classifier.preprocess import (IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec,
+                                           normalize, preprocess_frame, resize, to_chw_rgb)
+
+SPEC = PreprocessSpec()
+
+
+def _frame(h=6, w=5, c=3, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, c), dtype=np.uint8)
+
+
+def _same_storage(t: torch.Tensor, a: np.ndarray) -> bool:
+    return t.untyped_storage().data_ptr() == a.__array_interface__['data'][0]
+
+
+def test_to_chw_rgb_rgb_is_a_view():
+    px = _frame()
+    out = to_chw_rgb(px, 'rgb')
+    assert out.shape == (3, 6, 5) and out.dtype == torch.uint8
+    for c in range(3):
+        assert torch.equal(out[c], torch.from_numpy(px[:, :, c]))
+    assert _same_storage(out, px)
+
+
+def test_to_chw_rgb_bgr_swaps_red_and_blue():
+    px = _frame()
+    out = to_chw_rgb(px, 'bgr')
+    assert out.shape == (3, 6, 5)
+    assert torch.equal(out[0], torch.from_numpy(px[:, :, 2]))
+    assert torch.equal(out[1], torch.from_numpy(px[:, :, 1]))
+    assert torch.equal(out[2], torch.from_numpy(px[:, :, 0]))
+
+
+@pytest.mark.parametrize('order', ['mono', 'rgb', 'bgr'])
+def test_to_chw_rgb_single_channel_is_repeated(order):
+    px = _frame(c=1)
+    out = to_chw_rgb(px, order)
+    assert out.shape == (3, 6, 5)
+    for c in range(3):
+        assert torch.equal(out[c], torch.from_numpy(px[:, :, 0]))
+    assert _same_storage(out, px)
+
+
+def test_to_chw_rgb_mono_order_of_a_three_channel_frame_uses_the_first_channel():
+    px = _frame()
+    out = to_chw_rgb(px, 'mono')
+    for c in range(3):
+        assert torch.equal(out[c], torch.from_numpy(px[:, :, 0]))
+
+
+def test_to_chw_rgb_rgba_drops_alpha():
+    px = _frame(c=4)
+    out = to_chw_rgb(px, 'rgb')
+    assert out.shape == (3, 6, 5)
+    assert torch.equal(out, torch.from_numpy(px[:, :, :3]).permute(2, 0, 1))
+
+
+def test_to_chw_rgb_bgra_drops_alpha_and_swaps():
+    px = _frame(c=4)
+    out = to_chw_rgb(px, 'bgr')
+    assert out.shape == (3, 6, 5)
+    assert torch.equal(out[0], torch.from_numpy(px[:, :, 2]))
+    assert torch.equal(out[1], torch.from_numpy(px[:, :, 1]))
+    assert torch.equal(out[2], torch.from_numpy(px[:, :, 0]))
+
+
+def test_to_chw_rgb_accepts_tensors():
+    px = _frame()
+    assert torch.equal(to_chw_rgb(torch.from_numpy(px), 'bgr'), to_chw_rgb(px, 'bgr'))
+
+
+@pytest.mark.parametrize('pixels, order', [
+    (np.zeros((4, 4, 3), np.float32), 'rgb'),
+    (np.zeros((4, 4, 3), np.uint16), 'rgb'),
+    (np.zeros((4, 4), np.uint8), 'rgb'),
+    (np.zeros((4, 4, 2), np.uint8), 'rgb'),
+    (np.zeros((4, 4, 5), np.uint8), 'rgb'),
+    (np.zeros((1, 4, 4, 3), np.uint8), 'rgb'),
+    (np.zeros((4, 4, 3), np.uint8), 'yuv'),
+    (torch.zeros((4, 4, 3), dtype=torch.float32), 'rgb'),
+])
+def test_to_chw_rgb_errors(pixels, order):
+    with pytest.raises(ValueError):
+        to_chw_rgb(pixels, order)
+
+
+def test_preprocess_frame_shape_and_dtype():
+    x = preprocess_frame(_frame(100, 150), 'rgb', SPEC)
+    assert x.shape == (1, 3, 224, 224)
+    assert x.dtype == torch.float32
+    assert x.device == torch.device('cpu')
+
+
+@pytest.mark.parametrize('order', ['rgb', 'bgr'])
+def test_normalisation_of_a_constant_image(order):
+    rgb = (10, 128, 250)
+    px = np.empty((90, 120, 3), np.uint8)
+    px[:] = rgb if order == 'rgb' else rgb[::-1]
+    x = preprocess_frame(px, order, SPEC)
+    for c in range(3):
+        expected = (rgb[c] / 255 - IMAGENET_MEAN[c]) / IMAGENET_STD[c]
+        assert torch.allclose(x[0, c], torch.full((224, 224), expected), atol=1e-5), c
+
+
+def test_normalize_uses_the_spec_and_keeps_the_input():
+    spec = PreprocessSpec(input_size=8, mean=(0.5, 0.5, 0.5), std=(0.5, 0.25, 1.0))
+    images = torch.full((2, 3, 8, 8), 255, dtype=torch.uint8)
+    out = normalize(images, spec)
+    assert out.dtype == torch.float32 and out.shape == (2, 3, 8, 8)
+    assert torch.allclose(out[:, 0], torch.tensor(1.0))
+    assert torch.allclose(out[:, 1], torch.tensor(2.0))
+    assert torch.allclose(out[:, 2], torch.tensor(0.5))
+    assert (images == 255).all(), 'normalize must not modify its input'
+
+
+def test_real_jpeg_bgr_equals_rgb(real_image):
+    bgr = cv2.imread(str(real_image), cv2.IMREAD_COLOR)
+    assert bgr is not None and bgr.shape == (224, 224, 3)
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    a = preprocess_frame(bgr, 'bgr', SPEC)
+    b = preprocess_frame(rgb, 'rgb', SPEC)
+    assert torch.allclose(a, b)
+    # and the order matters: treating BGR as RGB gives something else
+    assert not torch.allclose(preprocess_frame(bgr, 'rgb', SPEC), b)
+
+
+def test_real_jpeg_resized_bgr_equals_rgb(real_image):
+    bgr = cv2.resize(cv2.imread(str(real_image)), (640, 480))
+    rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+    assert torch.allclose(preprocess_frame(bgr, 'bgr', SPEC), preprocess_frame(rgb, 'rgb', SPEC))
+
+
+def test_read_only_bytes_view_works_without_warnings(real_image):
+    bgr = cv2.imread(str(real_image))
+    fields = array_to_image_fields(bgr, 'bgr8')
+    fields['data'] = bytes(fields['data'])
+    view = image_to_array(SimpleNamespace(**fields))
+    assert not view.pixels.flags.writeable
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        x = preprocess_frame(view.pixels, view.order, SPEC)
+    assert torch.equal(x, preprocess_frame(bgr, 'bgr', SPEC))
+    assert bytes(fields['data']) == bgr.tobytes(), 'the message buffer must not change'
+
+
+def test_padded_step_view_gives_the_same_input(real_image):
+    bgr = cv2.imread(str(real_image))
+    h, w, _ = bgr.shape
+    rows = np.zeros((h, w * 3 + 7), np.uint8)
+    rows[:, :w * 3] = bgr.reshape(h, -1)
+    msg = SimpleNamespace(height=h, width=w, encoding='bgr8', is_bigendian=0, step=w * 3 + 7,
+                          data=rows.tobytes())
+    view = image_to_array(msg)
+    assert not view.pixels.flags.c_contiguous
+    assert torch.equal(preprocess_frame(view.pixels, view.order, SPEC),
+                       preprocess_frame(bgr, 'bgr', SPEC))
+
+
+def test_resize_640x480_to_224():
+    px = _frame(480, 640)
+    out = resize(to_chw_rgb(px, 'rgb'), SPEC)
+    assert out.shape == (3, 224, 224) and out.dtype == torch.uint8
+    assert preprocess_frame(px, 'rgb', SPEC).shape == (1, 3, 224, 224)
+
+
+def test_resize_of_a_batch_and_custom_size():
+    batch = torch.randint(0, 256, (2, 3, 48, 64), dtype=torch.uint8)
+    out = resize(batch, PreprocessSpec(input_size=32))
+    assert out.shape == (2, 3, 32, 32)
+
+
+def test_resize_is_a_no_op_at_input_size():
+    chw = torch.randint(0, 256, (3, 224, 224), dtype=torch.uint8)
+    assert resize(chw, SPEC) is chw
+
+
+def test_resize_keeps_the_whole_frame_without_crop():
+    # left half black, right half white: after the resize still split in the middle (no crop,
+    # aspect ratio not kept)
+    px = np.zeros((480, 640, 3), np.uint8)
+    px[:, 320:] = 255
+    out = resize(to_chw_rgb(px, 'rgb'), SPEC)
+    assert (out[:, :, :100] == 0).all()
+    assert (out[:, :, 124:] == 255).all()
+
+
+def test_custom_spec_input_size():
+    x = preprocess_frame(_frame(100, 80), 'bgr', PreprocessSpec(input_size=64))
+    assert x.shape == (1, 3, 64, 64)
