@@ -166,6 +166,7 @@ def main(argv=None) -> int:
     print(f'bringup: starting {", ".join(args.nodes)} with {params}', flush=True)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
     with NodeGroup(args.nodes, params, args.namespace, overrides) as group:
         try:
             while not stop:

@@ -120,6 +120,9 @@ def run_node(factory: Callable[[], Node], args=None, executor_factory=SingleThre
     """Init rclpy, spin the node until Ctrl-C / shutdown, then clean up (Humble-compatible:
     no ``with rclpy.init()``)."""
     logging.basicConfig(level=logging.INFO, format='[%(levelname)s] [%(name)s]: %(message)s')
+    # A process started in the background by a non-interactive shell inherits SIGINT as
+    # ignored; restore it so that Ctrl-C, bringup and launch can always stop the node cleanly.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     rclpy.init(args=args if args is not None else sys.argv)
     node = None
     try:
