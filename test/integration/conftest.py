@@ -98,7 +98,7 @@ def collect_n(system: System, label: str, n: int) -> list:
     for _ in range(n):
         image = system.client.wait_for_image(newer_than=after, timeout=10)
         after = stamp(image)
-        time.sleep(0.02)  # let the collector receive the same frame
+        time.sleep(0.06)  # the collector gets the same frame; stays under max_collect_rate
         responses.append(system.client.collect(label))
     return responses
 

@@ -315,3 +315,38 @@ def test_unusable_model_file_is_refused_and_running_model_stays(system, trained,
     p = gc.wait_for_prediction(timeout=10)
     assert p.model_id == model_id, 'the running model must stay after a bad file'
     system.alive()
+
+
+def test_classifier_reports_stale_input_and_never_repeats_old_results(system, trained):
+    gc = system.client
+    gc.wait_for_prediction(timeout=30)
+    _stop_camera(system)
+    time.sleep(0.5)  # predictions of frames already in flight
+    try:
+        with pytest.raises(ClientError):
+            gc.wait_for_prediction(timeout=3.0)
+        _wait_until(lambda: 'input stale' in system.log.read_text(), 10, 'a stale-input report')
+    finally:
+        after = use_source(system, THUMBS / 'thumbs_up', loop=True)
+    p = gc.wait_for_prediction(lambda p: stamp(p) > after, timeout=30)
+    assert p.label in CLASSES
+    _wait_until(lambda: 'arriving again' in system.log.read_text(), 10, 'the recovery report')
+
+
+def test_collect_bursts_are_rate_limited_and_acknowledged_samples_are_on_disk(system, dataset):
+    gc = system.client
+    use_source(system, THUMBS / 'thumbs_up', loop=True)
+    gc.wait_for_image(newer_than=gc.now(), timeout=10)
+    # 8 at once: within the default service queue depth (10), beyond which DDS itself would
+    # drop requests before the collector could see them.
+    futures = [gc._collect.call_async(gc._collect.srv_type.Request(label='thumbs_up'))
+               for _ in range(8)]
+    _wait_until(lambda: all(f.done() for f in futures), 30, 'the burst to be answered')
+    responses = [f.result() for f in futures]
+    ok = [r for r in responses if r.success]
+    refused = [r for r in responses if not r.success]
+    assert ok and refused, 'a burst must be partly served and partly refused'
+    assert all('too many requests' in r.message for r in refused)
+    for r in ok:
+        assert cv2.imread(r.path) is not None, f'acknowledged sample {r.path} is not readable'
+    system.alive()

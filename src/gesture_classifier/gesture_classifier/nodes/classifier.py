@@ -8,7 +8,11 @@ the trainer). Publishes ``predictions`` (gesture_interfaces/msg/Prediction) with
 the classified image.
 
 Parameters: task, classes, data_dir, model_path (read-only, see common.declare_task) and
-    device (string): 'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:N'.
+    device (string): 'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:N';
+    stale_after (double, s): input older than this is reported as stale.
+
+Predictions are only ever published for new frames: when the camera stops, the predictions
+stop too (old results are never repeated) and the node logs that its input is stale.
 
 Without a model it logs that it waits for one; when the trainer announces a new model it loads
 it and switches without a restart. A model file that cannot be used is refused with the reason
@@ -39,8 +43,15 @@ class ClassifierNode(Node):
         self.predictor: Predictor | None = None
         self.frames_classified = 0
         self.frames_rejected = 0
+        self.stale_after = declare(
+            self, 'stale_after', 2.0, 'Report the camera input as stale when no frame has '
+            'arrived for this long (s); no prediction is published without a new frame',
+            float_range=(0.1, 3600.0), read_only=True)
         self._warn = Throttle(5.0)
         self._wait_note = Throttle(10.0)
+        self._last_frame: float | None = None  # time.monotonic() of the newest frame
+        self._stale = False
+        self.create_timer(min(1.0, self.stale_after / 2), self._check_input)
         self._pub = self.create_publisher(Prediction, 'predictions', PREDICTION_QOS)
         self.create_subscription(ModelInfo, 'model', self._on_model, MODEL_QOS)
         self.create_subscription(Image, 'image_raw', self._on_image, IMAGE_SUB_QOS)
@@ -78,7 +89,22 @@ class ClassifierNode(Node):
             return
         self.load(info.path)
 
+    def _check_input(self) -> None:
+        """Say once when the input goes stale (camera lost) and once when it is back."""
+        if self._last_frame is None:
+            return
+        age = time.monotonic() - self._last_frame
+        if age > self.stale_after and not self._stale:
+            self._stale = True
+            self.get_logger().warning(f'input stale: no camera frame for {age:.1f} s on '
+                                      f'{self.resolve_topic_name("image_raw")}; no '
+                                      'predictions until frames arrive again')
+
     def _on_image(self, msg: Image) -> None:
+        self._last_frame = time.monotonic()
+        if self._stale:
+            self._stale = False
+            self.get_logger().info('camera frames are arriving again')
         predictor = self.predictor
         if predictor is None:
             if self._wait_note(time.monotonic()):

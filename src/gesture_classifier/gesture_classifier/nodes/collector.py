@@ -5,7 +5,8 @@ Subscribes ``image_raw`` (sensor_msgs/Image, sensor-data QoS, depth 1); serves `
 (gesture_interfaces/srv/Collect).
 
 Parameters: task, classes, data_dir, dataset_dir (read-only, see common.declare_task) and
-    max_frame_age (double, s): a frame received longer ago than this is refused as stale.
+    max_frame_age (double, s): a frame received longer ago than this is refused as stale;
+    max_collect_rate (double, 1/s): requests beyond this rate are refused.
 
 A request with an unknown or unsafe label, without a recent frame, with a malformed frame or
 on a full disk gets ``success=false`` and a reason; nothing partial is written and the node
@@ -13,6 +14,7 @@ keeps running.
 """
 from __future__ import annotations
 
+import math
 import time
 
 from gesture_interfaces.srv import Collect
@@ -32,6 +34,11 @@ class CollectorNode(Node):
         self.max_frame_age = declare(self, 'max_frame_age', 1.0,
                                      'Refuse frames received longer ago than this (s)',
                                      float_range=(0.01, 3600.0), read_only=True)
+        self.max_collect_rate = declare(
+            self, 'max_collect_rate', 20.0, 'Most collect requests served per second; faster '
+            'ones are refused (protects the disk from request floods)',
+            float_range=(0.1, 1000.0), read_only=True)
+        self._last_saved = -math.inf  # time.monotonic() of the last accepted request
         self._latest: Image | None = None
         self._received = 0.0  # time.monotonic() when _latest arrived
         self.create_subscription(Image, 'image_raw', self._on_image, IMAGE_SUB_QOS)
@@ -57,6 +64,10 @@ class CollectorNode(Node):
         except (InvalidNameError, ValueError) as exc:
             return self._fail(response, str(exc), 0)
         count = self._count(label)
+        now = time.monotonic()
+        if now - self._last_saved < 1.0 / self.max_collect_rate:
+            return self._fail(response, f'too many requests: at most '
+                              f'{self.max_collect_rate:g} collects per second', count)
         msg, received = self._latest, self._received
         if msg is None:
             return self._fail(response, 'no camera frame received yet on '
@@ -72,6 +83,7 @@ class CollectorNode(Node):
             return self._fail(response, f'malformed image message: {exc}', count)
         except (OSError, ValueError) as exc:
             return self._fail(response, f'could not save the image: {exc}', count)
+        self._last_saved = now
         response.success, response.path, response.count = True, str(path), count
         response.message = f'saved {label} #{count}'
         self.get_logger().info(f'{response.message}: {path}')
