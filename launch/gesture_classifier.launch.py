@@ -14,7 +14,7 @@ from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from gesture_classifier.bringup import NODES
+from gesture_classifier.bringup import NODES, enclave
 
 
 def generate_launch_description():
@@ -24,7 +24,9 @@ def generate_launch_description():
     namespace = LaunchConfiguration('namespace')
     nodes = [Node(package='gesture_classifier', executable=name, name=name,
                   namespace=namespace, parameters=[params_file], output='screen',
-                  emulate_tty=True)
+                  emulate_tty=True,
+                  # SROS2 enclave (docs/security.md); ignored while security is not enabled
+                  arguments=['--ros-args', '--enclave', enclave(name)])
              for name in NODES]
     return LaunchDescription([
         DeclareLaunchArgument('params_file', default_value=default_params,

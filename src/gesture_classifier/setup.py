@@ -33,7 +33,7 @@ setup(
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
         ('share/' + PACKAGE, ['package.xml']),
         *_files(REPO / 'launch', '*.py'),
-        *_files(REPO / 'config', '*.yaml'),
+        *_files(REPO / 'config'),
         *_files(HERE / 'data'),
     ],
     install_requires=['setuptools'],

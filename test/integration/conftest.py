@@ -17,6 +17,7 @@ SHARED_DATA = Path(__file__).resolve().parents[2].parent / 'shared' / 'data'
 THUMBS = SHARED_DATA / 'thumbs_wincle626'
 VIDEO = SHARED_DATA / 'videos' / 'upgrad_gesture_clips' / 'thumbs_up.mp4'
 CLASSES = ('thumbs_up', 'thumbs_down')
+POLICY = Path(__file__).resolve().parents[2] / 'config' / 'sros2' / 'policy.xml'
 
 
 def stamp(msg) -> float:

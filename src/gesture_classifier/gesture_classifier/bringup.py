@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-__all__ = ['NODES', 'node_command', 'write_overrides', 'parse_overrides', 'default_params_file', 'NodeGroup', 'main']
+__all__ = ['NODES', 'enclave', 'node_command', 'write_overrides', 'parse_overrides', 'default_params_file', 'NodeGroup', 'main']
 
 #: Node name -> module; the launch file starts the same names as executables.
 NODES = {
@@ -47,11 +47,17 @@ def default_params_file() -> Path:
     return Path(__file__).resolve().parents[3] / 'config' / 'gesture_classifier.yaml'
 
 
+def enclave(name: str) -> str:
+    """SROS2 enclave of a node (config/sros2/policy.xml); unused unless ROS_SECURITY_ENABLE."""
+    return f'/gesture_classifier/{name}'
+
+
 def node_command(name: str, params_files: list[str | os.PathLike],
                  namespace: str = '') -> list[str]:
     """Command line that starts node ``name`` (a key of NODES); later parameter files override
     earlier ones."""
-    cmd = [sys.executable, '-m', NODES[name], '--ros-args', '-r', f'__node:={name}']
+    cmd = [sys.executable, '-m', NODES[name], '--ros-args', '-r', f'__node:={name}',
+           '--enclave', enclave(name)]
     if namespace:
         cmd += ['-r', f'__ns:=/{namespace.strip("/")}']
     for path in params_files:

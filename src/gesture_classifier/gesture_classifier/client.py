@@ -82,6 +82,8 @@ class GestureClient:
         self._own_context = context is None
         self.context = context or Context()
         if self._own_context:
+            if args is None:  # SROS2 enclave of the client (config/sros2/policy.xml)
+                args = ['--ros-args', '--enclave', '/gesture_classifier/gesture_cli']
             rclpy.init(args=args, context=self.context)
         ns = '/' + namespace.strip('/') if namespace.strip('/') else ''
         self.node = Node(f'gesture_client_{uuid.uuid4().hex[:8]}', namespace=ns or None,
