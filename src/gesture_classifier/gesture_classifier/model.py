@@ -178,6 +178,8 @@ def save_model(mf: ModelFile, path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     ensure_private_dir(path.parent)
+    for stale in path.parent.glob(f'.{path.name}.*.tmp'):  # left by a writer that was killed
+        stale.unlink(missing_ok=True)
     if not mf.model_id:
         mf.model_id = new_model_id(mf.task or 'model')
     if not mf.created:

@@ -1,0 +1,130 @@
+"""Faults on real file systems and real processes: a full disk (a small tmpfs) while saving
+samples and models, and a model writer killed with SIGKILL in the middle of a save."""
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from gesture_classifier.dataset import list_images, save_sample
+from gesture_classifier.fsutil import atomic_write
+from gesture_classifier.model import ModelFile, create_model, load_model, save_model
+from gesture_classifier.tasks import Task
+
+CLASSES = ('thumbs_up', 'thumbs_down')
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A tmpfs of 60 MiB mounted for the test (needs root, as on CI); unmounted after."""
+    mnt = tmp_path / 'small_fs'
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip('mounting a tmpfs needs root (CI runs as root)')
+    r = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=60m', 'tmpfs', str(mnt)],
+                       capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip(f'cannot mount a tmpfs here: {r.stderr.strip()}')
+    try:
+        yield mnt
+    finally:
+        subprocess.run(['umount', '-l', str(mnt)], check=False)
+
+
+def _fill(fs: Path, leave: int) -> Path:
+    """Fill ``fs`` with one file until about ``leave`` bytes are free."""
+    import shutil
+    filler = fs / 'filler'
+    free = shutil.disk_usage(fs).free
+    with open(filler, 'wb') as f:
+        f.write(b'\0' * max(0, free - leave))
+    return filler
+
+
+def _frame(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
+
+
+def test_collect_on_a_full_disk_fails_cleanly_and_keeps_the_dataset(small_fs):
+    task = Task.create('thumbs', list(CLASSES), small_fs)
+    saved = [save_sample(task, 'thumbs_up', _frame(i), 'bgr')[0] for i in range(3)]
+    before = {p: p.read_bytes() for p in saved}
+    _fill(small_fs, leave=300 * 1024)   # less than the 1 MiB margin of the free-space check
+    with pytest.raises(OSError) as exc:
+        save_sample(task, 'thumbs_up', _frame(9), 'bgr')
+    assert exc.value.errno == errno.ENOSPC and 'free space' in str(exc.value)
+    files = list_images(task.class_dir('thumbs_up'))
+    assert files == sorted(before), 'a failed collect must not add or remove samples'
+    assert all(p.read_bytes() == data for p, data in before.items())
+    assert all(cv2.imread(str(p)) is not None for p in files)
+    assert not [p for p in task.class_dir('thumbs_up').iterdir() if p.suffix == '.tmp']
+
+
+def test_a_write_that_hits_enospc_midway_leaves_the_old_file(small_fs):
+    target = small_fs / 'file.bin'
+    target.write_bytes(b'old content')
+    _fill(small_fs, leave=64 * 1024)
+    with pytest.raises(OSError) as exc:  # no pre-check: the real write runs out of space
+        atomic_write(target, lambda f: f.write(b'x' * (1024 * 1024)))
+    assert exc.value.errno == errno.ENOSPC
+    assert target.read_bytes() == b'old content'
+    assert sorted(p.name for p in small_fs.iterdir()) == ['file.bin', 'filler']
+
+
+def test_model_save_on_a_full_disk_keeps_the_previous_model(small_fs):
+    path = small_fs / 'thumbs' / 'models' / 'resnet18.pt'
+    first = save_model(ModelFile(create_model(2), CLASSES, task='thumbs'), path)
+    first_id = load_model(first).model_id
+    with pytest.raises(OSError) as exc:  # 60 MiB fs, 45 MB model: the second cannot fit
+        save_model(ModelFile(create_model(2), CLASSES, task='thumbs'), path)
+    assert exc.value.errno == errno.ENOSPC
+    assert load_model(path).model_id == first_id
+    assert sorted(p.name for p in path.parent.iterdir()) == ['resnet18.pt']
+
+
+WRITER = textwrap.dedent('''
+    import sys
+    from gesture_classifier.model import ModelFile, create_model, save_model
+    path = sys.argv[1]
+    i = 0
+    while True:
+        save_model(ModelFile(create_model(2), ('thumbs_up', 'thumbs_down'), task='thumbs',
+                             model_id=f'm{i}'), path)
+        print(f'm{i}', flush=True)
+        i += 1
+''')
+
+
+def test_a_writer_killed_mid_save_leaves_a_complete_model(tmp_path):
+    """SIGKILL a process that saves models back to back, at several moments: the model file
+    is always a complete, loadable one (the newest finished save), and the
+    next save cleans up the killed writer's temporary file."""
+    path = tmp_path / 'models' / 'resnet18.pt'
+    rounds, kills_mid_write = 4, 0
+    for r in range(rounds):
+        proc = subprocess.Popen([sys.executable, '-c', WRITER, str(path)],
+                                stdout=subprocess.PIPE, text=True)
+        finished = [proc.stdout.readline().strip()]  # one complete save, at least
+        time.sleep(0.15 + 0.1 * r)
+        proc.send_signal(signal.SIGKILL)
+        out, _ = proc.communicate()
+        finished += out.split()
+        leftovers = list(path.parent.glob('.resnet18.pt.*.tmp'))
+        kills_mid_write += bool(leftovers)
+        loaded = int(load_model(path).model_id[1:])
+        last = int(finished[-1][1:])
+        # the last save it reported, or one that completed its rename just before the kill
+        assert last <= loaded <= last + 1, (loaded, last)
+    print(f'{rounds} kills, {kills_mid_write} of them in the middle of a write')
+    save_model(ModelFile(create_model(2), CLASSES, task='thumbs'), path)
+    assert not list(path.parent.glob('.resnet18.pt.*.tmp'))
