@@ -20,6 +20,16 @@ CLASSES = ('thumbs_up', 'thumbs_down')
 POLICY = Path(__file__).resolve().parents[2] / 'config' / 'sros2' / 'policy.xml'
 
 
+#: What the hostile-input suite tried, printed at the end of the run.
+COUNTS: dict[str, int] = {}
+
+
+def pytest_terminal_summary(terminalreporter):
+    if COUNTS:
+        terminalreporter.write_sep('-', 'hostile input tried')
+        terminalreporter.write_line(', '.join(f'{k}: {v}' for k, v in COUNTS.items()))
+
+
 def stamp(msg) -> float:
     return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
 

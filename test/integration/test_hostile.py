@@ -1,0 +1,219 @@
+"""Property-based hostile input (hypothesis) to every entry point of the running nodes:
+``image_raw``, ``collect`` and ``train``, in many bounded rounds. Afterwards every node must be
+alive and answering, nothing may have been written outside the dataset and model folders, and
+every sample acknowledged with success must be on disk and readable."""
+from __future__ import annotations
+
+import array
+import math
+import shutil
+import time
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sensor_msgs.msg import Image
+
+from gesture_classifier.bringup import NODES, NodeGroup, default_params_file
+from gesture_classifier.client import GestureClient, TrainStatus
+from gesture_classifier.imaging import ENCODINGS
+from gesture_classifier.nodes.common import IMAGE_PUB_QOS
+
+from .conftest import CLASSES, COUNTS, THUMBS
+
+pytestmark = pytest.mark.timeout(900)
+HYPO = settings(max_examples=150, deadline=None, derandomize=True, database=None,
+                suppress_health_check=list(HealthCheck))
+
+
+@pytest.fixture(scope='module')
+def hostile(tmp_path_factory):
+    if not THUMBS.is_dir():
+        pytest.skip(f'shared test data not found: {THUMBS}')
+    root = tmp_path_factory.mktemp('hostile')
+    data_dir = root / 'data'
+    dataset = data_dir / 'thumbs' / 'dataset'
+    for label in CLASSES:  # a few real samples so a model can be trained first
+        (dataset / label).mkdir(parents=True)
+        for p in sorted((THUMBS / label).glob('*.jpg'))[:4]:
+            shutil.copy(p, dataset / label / p.name)
+    common = {'data_dir': str(data_dir), 'task': 'thumbs', 'classes': list(CLASSES)}
+    overrides = {n: dict(common) for n in NODES}
+    # The test is the only source of frames: the camera points at nothing.
+    overrides['camera'].update(source=str(root / 'no_camera'))
+    overrides['collector'].update(max_collect_rate=1000.0)
+    overrides['trainer'].update(initial_weights='none', val_fraction=0.0, batch_size=4,
+                                device='cpu', max_epochs=100)
+    overrides['classifier'].update(device='cpu')
+    log = root / 'nodes.log'
+    with open(log, 'w') as out:
+        nodes = NodeGroup(NODES, default_params_file(), overrides=overrides, stdout=out,
+                          stderr=out)
+        gc = GestureClient()
+        try:
+            gc.wait_for_system(timeout=120)
+            outcome = gc.train(epochs=1, timeout=300)
+            assert outcome.status is TrainStatus.SUCCEEDED, outcome.result.message
+            pub = gc.node.create_publisher(Image, 'image_raw', IMAGE_PUB_QOS)
+            deadline = time.monotonic() + 20
+            while pub.get_subscription_count() < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            before = {p for p in root.rglob('*') if p.is_file()}
+            yield dict(client=gc, nodes=nodes, root=root, dataset=dataset, pub=pub, log=log,
+                       model=data_dir / 'thumbs' / 'models' / 'resnet18.pt', before=before,
+                       acknowledged=[])
+        finally:
+            gc.close()
+            nodes.stop()
+
+
+def _count(key):
+    COUNTS[key] = COUNTS.get(key, 0) + 1
+
+
+# -- images --------------------------------------------------------------------------------
+encodings = st.one_of(st.sampled_from(sorted(ENCODINGS)),
+                      st.sampled_from(['yuv422', '16UC1', 'bayer_rggb8', '32FC1', 'RGB8',
+                                       'bgr8 ', '']),
+                      st.text(max_size=40))
+dims = st.one_of(st.integers(0, 64), st.sampled_from([0, 1, 2 ** 16, 2 ** 31, 2 ** 32 - 1]))
+
+
+@given(encoding=encodings, width=dims, height=dims,
+       step=st.one_of(st.integers(0, 256), st.sampled_from([2 ** 31, 2 ** 32 - 1])),
+       size=st.integers(0, 20000), bigendian=st.integers(0, 1), fill=st.integers(0, 255))
+@HYPO
+def test_malformed_and_extreme_images(hostile, encoding, width, height, step, size, bigendian,
+                                      fill):
+    msg = Image(encoding=encoding, width=width, height=height, step=step,
+                is_bigendian=bigendian, data=array.array('B', bytes([fill]) * size))
+    msg.header.stamp = hostile['client'].node.get_clock().now().to_msg()
+    hostile['pub'].publish(msg)
+    _count('images')
+
+
+def test_nan_and_inf_like_pixels_in_float_encodings_are_refused(hostile):
+    data = np.array([np.nan, np.inf, -np.inf, 1e38] * 48, np.float32).tobytes()
+    msg = Image(encoding='32FC1', width=12, height=16, step=48, data=array.array('B', data))
+    hostile['pub'].publish(msg)
+    _count('images')
+
+
+# -- collect ---------------------------------------------------------------------------------
+escapes = st.sampled_from(['../x', '../../x', '/etc/passwd', '..', '.', '~', 'thumbs_up/..',
+                           'thumbs_up/../../x', '\\..\\x', 'thumbs_up\n', ' thumbs_up',
+                           'ｔhumbs_up', 'thumbs\u200bup', 'THUMBS_UP', 'thumbs_up' * 10, '',
+                           'x' * 10000, '%2e%2e%2fx', 'thumbs_up;rm -rf /'])
+labels = st.one_of(escapes, st.sampled_from(CLASSES),
+                   st.text(st.characters(blacklist_categories=('Cs',)), max_size=300))
+
+
+@given(label=labels, send_frame=st.booleans())
+@HYPO
+def test_hostile_labels_and_bursts(hostile, label, send_frame):
+    gc = hostile['client']
+    if send_frame:  # a valid frame so that well-formed requests can succeed
+        rgb = np.full((48, 64, 3), 127, np.uint8)
+        msg = Image(encoding='rgb8', width=64, height=48, step=192,
+                    data=array.array('B', rgb.tobytes()))
+        msg.header.stamp = gc.node.get_clock().now().to_msg()
+        hostile['pub'].publish(msg)
+        time.sleep(0.01)
+    r = gc.collect(label, timeout=10)
+    _count('collect calls')
+    if r.success:
+        _count('collects acknowledged')
+        assert label.split('\x00')[0] in CLASSES
+        hostile['acknowledged'].append(r.path)
+    else:
+        assert r.message and r.path == ''
+
+
+# -- train -----------------------------------------------------------------------------------
+u32 = st.one_of(st.integers(0, 3), st.integers(0, 2 ** 32 - 1), st.sampled_from([100, 101]))
+rates = st.floats(allow_nan=True, allow_infinity=True, width=32)
+
+
+@given(epochs=u32, batch_size=u32, learning_rate=rates)
+@settings(HYPO, max_examples=80)
+def test_absurd_goals(hostile, epochs, batch_size, learning_rate):
+    gc = hostile['client']
+    handle = gc.send_train_goal(epochs, batch_size, learning_rate, timeout=30)
+    _count('goals')
+    valid = (1 <= epochs <= 100 and batch_size <= 64 and
+             (learning_rate == 0 or (math.isfinite(learning_rate) and 0 < learning_rate <= 1)))
+    assert (handle is not None) == valid, (epochs, batch_size, learning_rate)
+    if handle is not None:  # cancel right away, and wait, to keep the rounds bounded
+        gc.cancel_training()
+        res = handle.get_result_async()
+        deadline = time.monotonic() + 120
+        while not res.done() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert res.done()
+        _count('goals accepted then cancelled')
+
+
+def test_goals_during_a_running_goal_and_a_cancel_storm(hostile):
+    gc = hostile['client']
+    model_before = hostile['model'].read_bytes()
+    handle = gc.send_train_goal(epochs=50)
+    assert handle is not None
+    for _ in range(10):
+        assert gc.send_train_goal(epochs=1) is None, 'a second goal must be rejected'
+        _count('goals during a running goal')
+    # Waves of 8 concurrent cancels: a wave stays within the service queue depth (10), beyond
+    # which DDS drops requests before the trainer sees them.
+    res = handle.get_result_async()
+    for _ in range(3):
+        futures = [handle.cancel_goal_async() for _ in range(8)]
+        COUNTS['cancel storm requests'] = COUNTS.get('cancel storm requests', 0) + 8
+        deadline = time.monotonic() + 30
+        while not all(f.done() for f in futures) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert all(f.done() for f in futures), 'cancel requests went unanswered'
+    deadline = time.monotonic() + 60
+    while not res.done() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert res.done() and TrainStatus(res.result().status) is TrainStatus.CANCELED
+    assert hostile['model'].read_bytes() == model_before
+
+
+# -- afterwards ------------------------------------------------------------------------------
+def test_after_all_that_every_node_answers_and_nothing_leaked(hostile):
+    gc = hostile['client']
+    exited = hostile['nodes'].poll()
+    assert not exited, f'node(s) died: {exited}\n{hostile["log"].read_text()[-3000:]}'
+    # The classifier still classifies a good frame.
+    frame = cv2.imread(str(sorted((THUMBS / 'thumbs_up').glob('*.jpg'))[-1]))
+    msg = Image(encoding='bgr8', width=224, height=224, step=672,
+                data=array.array('B', frame.tobytes()))
+    msg.header.frame_id = 'after_hostile'
+    for _ in range(20):
+        msg.header.stamp = gc.node.get_clock().now().to_msg()
+        hostile['pub'].publish(msg)
+        try:
+            gc.wait_for_prediction(lambda p: p.header.frame_id == 'after_hostile', 0.5)
+            break
+        except Exception:
+            continue
+    else:
+        raise AssertionError('classifier does not answer any more')
+    r = gc.collect('thumbs_down')
+    assert r.success, r.message
+    hostile['acknowledged'].append(r.path)
+    assert gc.train(epochs=1, timeout=300).status is TrainStatus.SUCCEEDED
+    # Every acknowledged sample is on disk and readable, inside its class folder.
+    for path in hostile['acknowledged']:
+        assert cv2.imread(path) is not None, path
+    # Nothing new outside the dataset and model folders (the node log aside).
+    allowed = (hostile['dataset'], hostile['model'].parent)
+    new = {p for p in hostile['root'].rglob('*') if p.is_file()} - hostile['before']
+    outside = [p for p in new if p != hostile['log']
+               and not any(a in p.parents for a in allowed)]
+    assert not outside, outside
+    for p in new:
+        if hostile['dataset'] in p.parents:
+            assert p.parent.name in CLASSES and p.parent.parent == hostile['dataset']
+    print(f'\n{len(hostile["acknowledged"])} acknowledged samples all on disk and readable')
