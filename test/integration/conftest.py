@@ -86,7 +86,7 @@ def system(tmp_path_factory):
                 except Exception:
                     if nodes.poll() or time.monotonic() > deadline:
                         raise RuntimeError(f'nodes did not come up: {nodes.poll()}\n'
-                                           f'{log.read_text()[-4000:]}')
+                                           f'{log.read_text()[-4000:]}') from None
             client.watch_images()
             client.wait_for_image(timeout=20)
             yield System(client, nodes, data_dir, log,

@@ -17,7 +17,7 @@ from sensor_msgs.msg import Image
 from gesture_classifier.client import ClientError, TrainStatus
 from gesture_classifier.nodes.common import IMAGE_PUB_QOS, IMAGE_SUB_QOS, MODEL_QOS
 
-from .conftest import CLASSES, THUMBS, VIDEO, collect_n, stamp, use_source
+from .conftest import CLASSES, THUMBS, VIDEO, stamp, use_source
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -184,11 +184,11 @@ def test_classifier_switches_to_the_new_model_and_publishes_predictions(system, 
     sub = gc.node.create_subscription(Image, 'image_raw', on_image, IMAGE_SUB_QOS)
     try:
         use_source(system, THUMBS / 'thumbs_down', loop=True)
-        p = gc.wait_for_prediction(lambda p: p.model_id == outcome.result.model_id, 30)
+        first = gc.wait_for_prediction(lambda p: p.model_id == outcome.result.model_id, 30)
         ps = [gc.wait_for_prediction(timeout=10) for _ in range(5)]
     finally:
         gc.node.destroy_subscription(sub)
-    for p in [p, *ps]:
+    for p in [first, *ps]:
         assert isinstance(p, Prediction)
         assert list(p.class_names) == list(CLASSES)
         probs = np.asarray(p.probabilities, dtype=np.float64)

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import yaml
 
-__all__ = ['NODES', 'enclave', 'node_command', 'write_overrides', 'parse_overrides', 'default_params_file', 'NodeGroup', 'main']
+__all__ = ['NODES', 'enclave', 'node_command', 'write_overrides', 'parse_overrides',
+           'default_params_file', 'NodeGroup', 'main']
 
 #: Node name -> module; the launch file starts the same names as executables.
 NODES = {

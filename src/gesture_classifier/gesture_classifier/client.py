@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 import rclpy
 from action_msgs.msg import GoalStatus

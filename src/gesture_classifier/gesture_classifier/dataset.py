@@ -6,7 +6,6 @@ epochs then only augment and normalise in memory. Unreadable files are reported 
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -15,7 +15,6 @@ The work folder is cleared at the start (dataset, model, node log ``nodes.log``)
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import sys
@@ -65,7 +64,7 @@ def collect_class(gc: GestureClient, label: str, folder: Path, expected: int) ->
     """Replay ``folder`` once and collect every frame under ``label``; returns the count."""
     last = gc.set_camera_source(str(folder), loop=False)
     count = 0
-    for i in range(expected):
+    for _ in range(expected):
         try:
             image = gc.wait_for_image(newer_than=last, timeout=5.0)
         except ClientError:

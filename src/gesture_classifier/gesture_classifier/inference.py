@@ -26,7 +26,7 @@ class Predictor:
         self.model_id = model_file.model_id
 
     @classmethod
-    def from_file(cls, path, device='cpu', expected_classes=None) -> 'Predictor':
+    def from_file(cls, path, device='cpu', expected_classes=None) -> Predictor:
         """Load and check a model file (raises ModelFileError, see model.load_model)."""
         return cls(load_model(path, device, expected_classes), device)
 

@@ -63,7 +63,7 @@ class FrameSource(ABC):
         """True once a finite, non-looping source has delivered its last frame."""
         return False
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional to override, not abstract
         """Release the source; safe to call more than once."""
 
 

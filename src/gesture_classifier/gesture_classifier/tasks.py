@@ -70,7 +70,7 @@ class Task:
     def create(cls, name: str, classes: list[str] | tuple[str, ...] | None = None,
                data_dir: str | os.PathLike = '~/.ros/gesture_classifier',
                dataset_dir: str | os.PathLike | None = None,
-               model_path: str | os.PathLike | None = None) -> 'Task':
+               model_path: str | os.PathLike | None = None) -> Task:
         """Build a task; empty ``classes`` selects the DLI preset of that name.
 
         Raises:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -31,6 +31,7 @@ __all__ = ['TrainConfig', 'Progress', 'FitResult', 'TrainOutcome', 'train_one_ep
            'evaluate', 'fit', 'train_task', 'resolve_device']
 
 LOG = logging.getLogger(__name__)
+DEFAULT_SPEC = PreprocessSpec()  # frozen, so one shared instance is safe
 
 
 @dataclass(frozen=True)
@@ -217,7 +218,7 @@ def fit(model: nn.Module, train_images: torch.Tensor, train_targets: torch.Tenso
 
 
 def train_task(task: Task, cfg: TrainConfig, initial_weights: str = 'imagenet',
-               spec: PreprocessSpec = PreprocessSpec(),
+               spec: PreprocessSpec = DEFAULT_SPEC,
                on_progress: Callable[[Progress], None] | None = None,
                should_stop: Callable[[], bool] | None = None,
                data: ImageSet | None = None) -> TrainOutcome:
