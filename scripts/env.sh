@@ -1,12 +1,14 @@
 # Source this file (". scripts/env.sh") to use the project on a machine without a ROS install:
-# it activates .venv (ROS 2 wheels, torch, ...), sources the colcon workspace and puts the
+# it activates the venv (ROS 2 wheels, torch, ...), sources the colcon workspace and puts the
 # package's executables (bringup, gesture_cli, demo, camera, ...) on PATH, the way `ros2 run`
-# finds them on a robot.
+# finds them on a robot. GC_ROS=jazzy selects the Jazzy set-up (default: kilted).
 _gc_root="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")/.." && pwd)"
-. "$_gc_root/.venv/bin/activate"
+# shellcheck source=distro.sh
+. "$_gc_root/scripts/distro.sh"
+. "$_gc_root/$GC_VENV/bin/activate"
 # shellcheck disable=SC1091
-. "$_gc_root/install/setup.bash"
-export PATH="$_gc_root/install/gesture_classifier/lib/gesture_classifier:$PATH"
+. "$_gc_root/$GC_INSTALL/setup.bash"
+export PATH="$_gc_root/$GC_INSTALL/gesture_classifier/lib/gesture_classifier:$PATH"
 # Set the library path the ROS wheels need up front, so importing rclpy does not re-exec the
 # interpreter (ros2-on-pip.md, gotcha 3).
 _gc_site="$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything on a machine without a ROS install (Debian 12 / Python >= 3.10, registries
 # only) and run the demo:
-#   1. .venv with the ROS 2 Kilted wheels, colcon, torch, torchvision, OpenCV (requirements-dev.txt)
+#   1. a venv with the ROS 2 wheels (Kilted; GC_ROS=jazzy for Jazzy), colcon, torch,
+#      torchvision, OpenCV (requirements-*.txt)
 #   2. point the wheels' CMake exports at this venv (scripts/fix_wheel_cmake_paths.py)
 #   3. colcon build of src/gesture_interfaces and src/gesture_classifier
 #   4. the demo (skip with --no-demo)
@@ -9,46 +10,47 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+# shellcheck source=distro.sh
+. scripts/distro.sh
 run_demo=1
 [ "${1:-}" = "--no-demo" ] && run_demo=0
 python="${PYTHON:-python3}"
 
 say() { printf '\n== %s\n' "$*"; }
 
-if [ ! -x .venv/bin/python ]; then
-  say "creating .venv"
-  "$python" -m venv .venv
+if [ ! -x "$GC_VENV/bin/python" ]; then
+  say "creating $GC_VENV (ROS 2 $GC_ROS)"
+  "$python" -m venv "$GC_VENV"
 fi
 # shellcheck disable=SC1091
-. .venv/bin/activate
+. "$GC_VENV/bin/activate"
 
-req_hash="$(sha256sum requirements-dev.txt | cut -c1-16)"
-if [ "$(cat .venv/.requirements-hash 2>/dev/null)" != "$req_hash" ]; then
-  say "installing ROS 2 wheels, colcon, torch, torchvision, OpenCV into .venv (a few minutes)"
+req_hash="$(cat "$GC_REQ" requirements-common.txt | sha256sum | cut -c1-16)"
+if [ "$(cat "$GC_VENV/.requirements-hash" 2>/dev/null)" != "$req_hash" ]; then
+  say "installing ROS 2 $GC_ROS wheels, colcon, torch, torchvision, OpenCV into $GC_VENV (a few minutes)"
   # The machine's pip config names local index mirrors that may be absent; their warnings are noise.
-  pip install --disable-pip-version-check -q -r requirements-dev.txt 2>&1 \
+  pip install --disable-pip-version-check -q -r "$GC_REQ" 2>&1 \
     | grep -v -e "is ignored: it is neither a file nor a directory" || true
-  pip check >/dev/null 2>&1 || true
   python -c "import rclpy, torch, torchvision, cv2, yaml, tqdm" \
     || { echo "setup: the Python packages did not install; see the pip output above" >&2; exit 1; }
   python scripts/fix_wheel_cmake_paths.py
-  echo "$req_hash" > .venv/.requirements-hash
+  echo "$req_hash" > "$GC_VENV/.requirements-hash"
 fi
 
-src_hash="$(find src -type f \( -name '*.msg' -o -name '*.srv' -o -name '*.action' -o \
-  -name 'CMakeLists.txt' -o -name 'package.xml' -o -name 'setup.py' -o -name 'setup.cfg' \) \
-  -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)"
-if [ "$(cat install/.build-hash 2>/dev/null)" != "$src_hash" ] || [ ! -f install/setup.bash ]; then
-  say "building the workspace with colcon"
-  rm -rf build install log
+src_hash="$( (echo "$req_hash"; find src -type f \( -name '*.msg' -o -name '*.srv' -o \
+  -name '*.action' -o -name 'CMakeLists.txt' -o -name 'package.xml' -o -name 'setup.py' -o \
+  -name 'setup.cfg' \) -print0 | sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16)"
+if [ "$(cat "$GC_INSTALL/.build-hash" 2>/dev/null)" != "$src_hash" ] || \
+   [ ! -f "$GC_INSTALL/setup.bash" ]; then
+  say "building the workspace with colcon ($GC_INSTALL)"
+  rm -rf "$GC_BUILD" "$GC_INSTALL" "$GC_LOG"
   CMAKE_PREFIX_PATH="$VIRTUAL_ENV" AMENT_PREFIX_PATH="$VIRTUAL_ENV" \
-    colcon --log-base log build --symlink-install 2>&1 \
-    | grep -v "doesn't contain any 'local_setup" \
-    || true
-  [ -f install/gesture_interfaces/share/gesture_interfaces/package.xml ] && \
-    [ -f install/gesture_classifier/share/gesture_classifier/package.xml ] \
-    || { echo "setup: colcon build failed (see log/latest_build)" >&2; exit 1; }
-  echo "$src_hash" > install/.build-hash
+    colcon --log-base "$GC_LOG" build --symlink-install --build-base "$GC_BUILD" \
+      --install-base "$GC_INSTALL" 2>&1 | grep -v "doesn't contain any 'local_setup" || true
+  [ -f "$GC_INSTALL/gesture_interfaces/share/gesture_interfaces/package.xml" ] && \
+    [ -f "$GC_INSTALL/gesture_classifier/share/gesture_classifier/package.xml" ] \
+    || { echo "setup: colcon build failed (see $GC_LOG/latest_build)" >&2; exit 1; }
+  echo "$src_hash" > "$GC_INSTALL/.build-hash"
 fi
 
 set +u  # colcon's setup scripts read unset variables
