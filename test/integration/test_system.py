@@ -391,3 +391,23 @@ def test_sros2_policy_names_exactly_the_interfaces_on_the_graph(system, node):
     assert sub == p_sub
     # get_type_description exists from Jazzy on; the policy may allow it on Humble too.
     assert srv <= p_srv and p_srv - srv <= {f'/{node}/get_type_description'}
+
+
+def test_model_with_other_classes_is_refused_and_running_model_stays(system, trained, tmp_path):
+    from gesture_classifier.model import ModelFile, create_model, save_model
+    gc = system.client
+    model_id = gc.wait_for_prediction(timeout=30).model_id
+    three = ('thumbs_up', 'thumbs_down', 'fist')
+    path = save_model(ModelFile(create_model(3), three, task='thumbs', model_id='three-1'),
+                      tmp_path / 'three.pt')
+    pub = gc.node.create_publisher(ModelInfo, 'model', MODEL_QOS)
+    try:
+        pub.publish(ModelInfo(task='thumbs', model_id='three-1', path=str(path),
+                              class_names=list(three), architecture='resnet18',
+                              input_size=224))
+        _wait_until(lambda: 'three.pt' in system.log.read_text(), 15, 'the refusal')
+    finally:
+        gc.node.destroy_publisher(pub)
+    assert 'differ from the task classes' in system.log.read_text()
+    assert gc.wait_for_prediction(timeout=10).model_id == model_id
+    system.alive()

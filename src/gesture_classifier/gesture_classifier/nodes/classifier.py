@@ -15,8 +15,9 @@ Predictions are only ever published for new frames: when the camera stops, the p
 stop too (old results are never repeated) and the node logs that its input is stale.
 
 Without a model it logs that it waits for one; when the trainer announces a new model it loads
-it and switches without a restart. A model file that cannot be used is refused with the reason
-and the running model stays. A malformed image is logged (throttled) and skipped.
+it and switches without a restart. A model file that cannot be used (unreadable, another
+architecture, or classes other than the task's ``classes``, in that order) is refused with the
+reason and the running model stays. A malformed image is logged (throttled) and skipped.
 """
 from __future__ import annotations
 
@@ -65,7 +66,8 @@ class ClassifierNode(Node):
     def load(self, path: str) -> bool:
         """Load and switch to the model at ``path``; on failure keep the current one."""
         try:
-            predictor = Predictor.from_file(path, self.device)
+            predictor = Predictor.from_file(path, self.device,
+                                            expected_classes=self.task.classes)
         except Exception as exc:  # ModelFileError, or anything else: never die on a file
             kept = f'keeping model {self.predictor.model_id}' if self.predictor else \
                 'no model in use'
