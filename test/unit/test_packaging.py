@@ -74,3 +74,24 @@ def test_bringup_overrides_parse_yaml_values():
         parse_overrides(['cam.rate=1'])
     with pytest.raises(ValueError, match='NODE.PARAM=VALUE'):
         parse_overrides(['rate=1'])
+
+
+def test_label_pattern_parameter_narrows_and_never_widens(tmp_path):
+    from gesture_interfaces.srv import Collect
+
+    from gesture_classifier.nodes.collector import CollectorNode
+    ctx = Context()
+    rclpy.init(args=['--ros-args', '-p', f'data_dir:={tmp_path}', '-p',
+                     'label_pattern:=(thumbs_up|\\.\\./x)'], context=ctx)
+    try:
+        node = CollectorNode(context=ctx)
+        answers = {label: node._on_collect(Collect.Request(label=label), Collect.Response())
+                   for label in ('thumbs_up', 'thumbs_down', '../x')}
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=ctx)
+    assert 'no camera frame' in answers['thumbs_up'].message       # passed both checks
+    assert 'label_pattern' in answers['thumbs_down'].message       # narrowed
+    assert 'not a safe name' in answers['../x'].message            # never widened
+    assert not any(a.success for a in answers.values())
+    assert not any(p.name == 'x' for p in tmp_path.parent.rglob('x'))

@@ -6,7 +6,9 @@ Subscribes ``image_raw`` (sensor_msgs/Image, sensor-data QoS, depth 1); serves `
 
 Parameters: task, classes, data_dir, dataset_dir (read-only, see common.declare_task) and
     max_frame_age (double, s): a frame received longer ago than this is refused as stale;
-    max_collect_rate (double, 1/s): requests beyond this rate are refused.
+    max_collect_rate (double, 1/s): requests beyond this rate are refused;
+    label_pattern (string): a regular expression labels must match (narrows, never widens,
+    the built-in safe-name rule and the task's classes).
 
 A request with an unknown or unsafe label, without a recent frame, with a malformed frame or
 on a full disk gets ``success=false`` and a reason; nothing partial is written and the node
@@ -15,6 +17,7 @@ keeps running.
 from __future__ import annotations
 
 import math
+import re
 import time
 
 from gesture_interfaces.srv import Collect
@@ -23,7 +26,7 @@ from sensor_msgs.msg import Image
 
 from ..dataset import count_images, save_sample
 from ..imaging import ImageFormatError, image_to_array
-from ..tasks import InvalidNameError
+from ..tasks import LABEL_PATTERN, InvalidNameError
 from .common import IMAGE_SUB_QOS, declare, declare_task, run_node
 
 
@@ -38,6 +41,15 @@ class CollectorNode(Node):
             self, 'max_collect_rate', 20.0, 'Most collect requests served per second; faster '
             'ones are refused (protects the disk from request floods)',
             float_range=(0.1, 1000.0), read_only=True)
+        pattern = declare(
+            self, 'label_pattern', LABEL_PATTERN.pattern, 'Regular expression a label must '
+            'match in full. It can only narrow what is accepted: labels must also be safe '
+            'names and classes of the task', read_only=True)
+        try:
+            self.label_pattern = re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f'label_pattern {pattern!r} is not a regular expression: '
+                             f'{exc}') from exc
         self._last_saved = -math.inf  # time.monotonic() of the last accepted request
         self._latest: Image | None = None
         self._received = 0.0  # time.monotonic() when _latest arrived
@@ -60,6 +72,9 @@ class CollectorNode(Node):
     def _on_collect(self, request: Collect.Request, response: Collect.Response):
         label = request.label
         try:
+            if not self.label_pattern.fullmatch(label):
+                raise ValueError(f'label {label[:80]!r} does not match label_pattern '
+                                 f'{self.label_pattern.pattern!r}')
             self.task.class_dir(label)
         except (InvalidNameError, ValueError) as exc:
             return self._fail(response, str(exc), 0)
