@@ -298,25 +298,6 @@ def test_classifier_survives_malformed_images(system, trained):
     assert 'skipping malformed image' in system.log.read_text()
 
 
-def test_unusable_model_file_is_refused_and_running_model_stays(system, trained, tmp_path):
-    gc = system.client
-    model_id = gc.wait_for_prediction(timeout=30).model_id
-    garbage = tmp_path / 'garbage.pt'
-    garbage.write_bytes(b'\x80\x04 this is not a model' * 100)
-    pub = gc.node.create_publisher(ModelInfo, 'model', MODEL_QOS)
-    try:
-        pub.publish(ModelInfo(task='thumbs', model_id='garbage-1', path=str(garbage),
-                              class_names=list(CLASSES), architecture='resnet18',
-                              input_size=224))
-        _wait_until(lambda: 'garbage.pt' in system.log.read_text(), 15, 'the refusal')
-    finally:
-        gc.node.destroy_publisher(pub)
-    assert 'refused model' in system.log.read_text()
-    p = gc.wait_for_prediction(timeout=10)
-    assert p.model_id == model_id, 'the running model must stay after a bad file'
-    system.alive()
-
-
 def test_classifier_reports_stale_input_and_never_repeats_old_results(system, trained):
     gc = system.client
     gc.wait_for_prediction(timeout=30)
@@ -393,21 +374,35 @@ def test_sros2_policy_names_exactly_the_interfaces_on_the_graph(system, node):
     assert srv <= p_srv and p_srv - srv <= {f'/{node}/get_type_description'}
 
 
-def test_model_with_other_classes_is_refused_and_running_model_stays(system, trained, tmp_path):
+def _garbage_model(folder):
+    path = folder / 'garbage.pt'
+    path.write_bytes(b'\x80\x04 this is not a model' * 100)
+    return path, 'refused model'
+
+
+def _three_class_model(folder):
     from gesture_classifier.model import ModelFile, create_model, save_model
+    three = ('thumbs_up', 'thumbs_down', 'fist')
+    return (save_model(ModelFile(create_model(3), three, task='thumbs', model_id='three-1'),
+                       folder / 'three.pt'), 'differ from the task classes')
+
+
+@pytest.mark.parametrize('make', [_garbage_model, _three_class_model],
+                         ids=['garbage', 'other-classes'])
+def test_unusable_model_file_is_refused_and_running_model_stays(system, trained, tmp_path,
+                                                                 make):
     gc = system.client
     model_id = gc.wait_for_prediction(timeout=30).model_id
-    three = ('thumbs_up', 'thumbs_down', 'fist')
-    path = save_model(ModelFile(create_model(3), three, task='thumbs', model_id='three-1'),
-                      tmp_path / 'three.pt')
+    path, reason = make(tmp_path)
     pub = gc.node.create_publisher(ModelInfo, 'model', MODEL_QOS)
     try:
-        pub.publish(ModelInfo(task='thumbs', model_id='three-1', path=str(path),
-                              class_names=list(three), architecture='resnet18',
+        pub.publish(ModelInfo(task='thumbs', model_id=f'bad-{path.stem}', path=str(path),
+                              class_names=list(CLASSES), architecture='resnet18',
                               input_size=224))
-        _wait_until(lambda: 'three.pt' in system.log.read_text(), 15, 'the refusal')
+        _wait_until(lambda: path.name in system.log.read_text(), 15, 'the refusal')
     finally:
         gc.node.destroy_publisher(pub)
-    assert 'differ from the task classes' in system.log.read_text()
-    assert gc.wait_for_prediction(timeout=10).model_id == model_id
+    assert reason in system.log.read_text()
+    p = gc.wait_for_prediction(timeout=10)
+    assert p.model_id == model_id, 'the running model must stay after a bad file'
     system.alive()
