@@ -12,6 +12,9 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 # shellcheck source=distro.sh
 . scripts/distro.sh
+# A shell that sourced env.sh of another set-up (e.g. the other distribution) must not make
+# rclpy skip loading this venv's libraries.
+unset _ROS_WHEELS_BOOTSTRAP_COMPLETE
 run_demo=1
 [ "${1:-}" = "--no-demo" ] && run_demo=0
 python="${PYTHON:-python3}"

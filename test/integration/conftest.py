@@ -110,7 +110,7 @@ def collect_n(system: System, label: str, n: int) -> list:
         image = system.client.wait_for_image(newer_than=after, timeout=10)
         after = stamp(image)
         time.sleep(0.06)  # the collector gets the same frame; stays under max_collect_rate
-        responses.append(system.client.collect(label))
+        responses.append(system.client.collect(label, wait_for_frame=10.0))
     return responses
 
 

@@ -71,7 +71,7 @@ def _collect(gc, label, n):
     for _ in range(n):
         after = stamp(gc.wait_for_image(newer_than=after, timeout=10))
         time.sleep(0.06)
-        results.append(gc.collect(label))
+        results.append(gc.collect(label, wait_for_frame=10.0))
     return results
 
 

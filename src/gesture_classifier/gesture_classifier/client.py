@@ -34,7 +34,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
-from .nodes.common import IMAGE_SUB_QOS, PREDICTION_QOS
+from .nodes.common import IMAGE_SUB_QOS, NO_FRAME_YET, PREDICTION_QOS
 
 __all__ = ['ClientError', 'TrainStatus', 'TrainOutcome', 'GestureClient']
 
@@ -230,11 +230,25 @@ class GestureClient:
         return self.now()
 
     # -- collect ---------------------------------------------------------------------------
-    def collect(self, label: str, timeout: float = 10.0) -> Collect.Response:
-        """Call ``collect``; returns the response (check ``success`` and ``message``)."""
+    def collect(self, label: str, timeout: float = 10.0,
+                wait_for_frame: float = 0.0) -> Collect.Response:
+        """Call ``collect``; returns the response (check ``success`` and ``message``).
+
+        Args:
+            wait_for_frame: seconds to keep asking while the collector answers that it has no
+                camera frame yet (just after start-up, before its subscription has matched
+                the camera); 0 asks once.
+        """
         if not self._collect.wait_for_service(timeout_sec=timeout):
             raise ClientError('collect service not available')
-        return _wait(self._collect.call_async(Collect.Request(label=label)), timeout, 'collect')
+        deadline = time.monotonic() + wait_for_frame
+        while True:
+            res = _wait(self._collect.call_async(Collect.Request(label=label)), timeout,
+                        'collect')
+            if res.success or not res.message.startswith(NO_FRAME_YET) or \
+                    time.monotonic() > deadline:
+                return res
+            time.sleep(0.1)
 
     # -- train -----------------------------------------------------------------------------
     def send_train_goal(self, epochs: int, batch_size: int = 0, learning_rate: float = 0.0,

@@ -70,7 +70,7 @@ def collect_class(gc: GestureClient, label: str, folder: Path, expected: int) ->
         except ClientError:
             break  # the folder ended
         last = stamp_seconds(image.header.stamp)
-        r = gc.collect(label)
+        r = gc.collect(label, wait_for_frame=10.0)
         if not r.success:
             print(f'   collect {label} failed: {r.message}')
             continue

@@ -27,7 +27,7 @@ from sensor_msgs.msg import Image
 from ..dataset import count_images, save_sample
 from ..imaging import ImageFormatError, image_to_array
 from ..tasks import LABEL_PATTERN, InvalidNameError
-from .common import IMAGE_SUB_QOS, declare, declare_task, run_node
+from .common import IMAGE_SUB_QOS, NO_FRAME_YET, declare, declare_task, run_node
 
 
 class CollectorNode(Node):
@@ -85,7 +85,7 @@ class CollectorNode(Node):
                               f'{self.max_collect_rate:g} collects per second', count)
         msg, received = self._latest, self._received
         if msg is None:
-            return self._fail(response, 'no camera frame received yet on '
+            return self._fail(response, f'{NO_FRAME_YET} on '
                               f'{self.resolve_topic_name("image_raw")}', count)
         age = time.monotonic() - received
         if age > self.max_frame_age:

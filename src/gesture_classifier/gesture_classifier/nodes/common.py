@@ -17,7 +17,11 @@ from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityP
 from ..tasks import PRESETS, Task
 
 __all__ = ['declare', 'declare_task', 'IMAGE_SUB_QOS', 'IMAGE_PUB_QOS', 'MODEL_QOS',
-           'PREDICTION_QOS', 'run_node', 'Throttle', 'RosLogHandler']
+           'PREDICTION_QOS', 'NO_FRAME_YET', 'run_node', 'Throttle', 'RosLogHandler']
+
+#: Start of the collector's answer while it has not received any camera frame yet (the client
+#: retries on it just after start-up).
+NO_FRAME_YET = 'no camera frame received yet'
 
 #: Subscribers of camera images: sensor data QoS (best effort, volatile) with depth 1 so a
 #: slow consumer always gets the newest frame and never a backlog of stale ones.
