@@ -84,7 +84,11 @@ def collect_class(gc: GestureClient, label: str, folder: Path, expected: int) ->
 def classify_class(gc: GestureClient, label: str, folder: Path, expected: int,
                    model_id: str) -> list:
     """Replay ``folder`` once and gather the predictions of the new model for its frames."""
-    start = gc.set_camera_source(str(folder), loop=False)
+    # Taken before the switch: the camera is idle here (the previous folder was played once,
+    # loop=False), and its first frame of the new folder can be stamped before the parameter
+    # call returns.
+    start = gc.now()
+    gc.set_camera_source(str(folder), loop=False)
     out = []
     while len(out) < expected:
         try:
