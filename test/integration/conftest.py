@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from gesture_classifier.bringup import NODES, NodeGroup, default_params_file
+from gesture_classifier.cli import stamp_seconds
 from gesture_classifier.client import GestureClient, TrainOutcome, TrainStatus
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / 'shared' / 'data'
@@ -31,7 +32,8 @@ def pytest_terminal_summary(terminalreporter):
 
 
 def stamp(msg) -> float:
-    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+    """header.stamp of a message in seconds."""
+    return stamp_seconds(msg.header.stamp)
 
 
 @dataclass
