@@ -391,3 +391,17 @@ def test_save_replaces_the_previous_model(tmp_path):
 def test_model_file_error_is_a_value_error():
     assert issubclass(ModelFileError, ValueError)
     assert model_mod.ARCHITECTURES == ('resnet18',)
+
+
+def test_a_malicious_cached_imagenet_file_is_not_executed(tmp_path, monkeypatch, no_network):
+    """torch.hub would unpickle the cached file without restrictions by default."""
+    cache = tmp_path / 'torch_home' / 'hub' / 'checkpoints'
+    cache.mkdir(parents=True)
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    marker = tmp_path / 'pwned'
+    state = dict(models.resnet18(weights=None).state_dict(), evil=_Evil(marker))
+    with open(cache / IMAGENET_WEIGHTS_FILE, 'wb') as f:
+        pickle.dump(state, f)
+    w = load_initial_weights(create_model(2), 'imagenet')
+    assert not marker.exists(), 'the cached weights file ran code while loading'
+    assert w.pretrained is False and 'RANDOM' in w.message

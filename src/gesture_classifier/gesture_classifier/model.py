@@ -113,7 +113,10 @@ def load_initial_weights(model: nn.Module, source: str) -> InitialWeights:
     if source == 'imagenet':
         weights = models.ResNet18_Weights.IMAGENET1K_V1
         try:
-            state = weights.get_state_dict(progress=False, check_hash=True)
+            # torch.hub unpickles without restrictions unless told: the cache is a file
+            # on disk like any other, so it gets the same weights_only loading.
+            state = weights.get_state_dict(progress=False, check_hash=True,
+                                           weights_only=True)
         except Exception as exc:  # offline, proxy, corrupt cache: all mean "not available"
             cache = Path(torch.hub.get_dir()) / 'checkpoints' / IMAGENET_WEIGHTS_FILE
             msg = (f'ImageNet weights could not be loaded ({type(exc).__name__}: {exc}); the '
