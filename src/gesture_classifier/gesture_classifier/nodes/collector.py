@@ -77,36 +77,37 @@ class CollectorNode(Node):
                                  f'{self.label_pattern.pattern!r}')
             self.task.class_dir(label)
         except (InvalidNameError, ValueError) as exc:
-            return self._fail(response, str(exc), 0)
-        count = self._count(label)
+            return self._fail(response, str(exc))
         now = time.monotonic()
         if now - self._last_saved < 1.0 / self.max_collect_rate:
             return self._fail(response, f'too many requests: at most '
-                              f'{self.max_collect_rate:g} collects per second', count)
+                              f'{self.max_collect_rate:g} collects per second', label)
         msg, received = self._latest, self._received
         if msg is None:
             return self._fail(response, f'{NO_FRAME_YET} on '
-                              f'{self.resolve_topic_name("image_raw")}', count)
+                              f'{self.resolve_topic_name("image_raw")}', label)
         age = time.monotonic() - received
         if age > self.max_frame_age:
             return self._fail(response, f'newest frame is {age:.2f} s old (max_frame_age '
-                              f'{self.max_frame_age:g} s): is the camera running?', count)
+                              f'{self.max_frame_age:g} s): is the camera running?', label)
         try:
             view = image_to_array(msg)
             path, count = save_sample(self.task, label, view.pixels, view.order)
         except ImageFormatError as exc:
-            return self._fail(response, f'malformed image message: {exc}', count)
+            return self._fail(response, f'malformed image message: {exc}', label)
         except (OSError, ValueError) as exc:
-            return self._fail(response, f'could not save the image: {exc}', count)
+            return self._fail(response, f'could not save the image: {exc}', label)
         self._last_saved = now
         response.success, response.path, response.count = True, str(path), count
         response.message = f'saved {label} #{count}'
         self.get_logger().info(f'{response.message}: {path}')
         return response
 
-    def _fail(self, response: Collect.Response, reason: str, count: int):
-        response.success, response.message, response.path, response.count = \
-            False, reason, '', count
+    def _fail(self, response: Collect.Response, reason: str, label: str | None = None):
+        """A refusal; ``count`` is what is stored under ``label`` (0 for an invalid label).
+        Only refusals list the folder: a successful save gets its count from save_sample."""
+        response.success, response.message, response.path = False, reason, ''
+        response.count = self._count(label) if label is not None else 0
         self.get_logger().warning(f'collect refused: {reason}')
         return response
 
