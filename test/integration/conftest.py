@@ -5,7 +5,7 @@ V4L2 device uses."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -42,7 +42,6 @@ class System:
     nodes: NodeGroup
     data_dir: Path
     log: Path
-    sources: dict = field(default_factory=dict)
 
     @property
     def dataset(self) -> Path:
@@ -58,43 +57,66 @@ class System:
         assert not exited, f'node(s) exited: {exited}\n{self.log.read_text()[-4000:]}'
 
 
+def graph_overrides(data_dir, **per_node) -> dict:
+    """Parameter overrides of every node for a test graph: ``data_dir``, the thumbs task,
+    CPU, random initial weights (ImageNet weights cannot be had on CI), small batches; then
+    ``per_node`` updates, e.g. ``camera={'source': ...}``."""
+    common = {'data_dir': str(data_dir), 'task': 'thumbs', 'classes': list(CLASSES)}
+    overrides = {name: dict(common) for name in NODES}
+    overrides['trainer'].update(initial_weights='none', batch_size=4, device='cpu')
+    overrides['classifier'].update(device='cpu')
+    for name, params in per_node.items():
+        overrides[name].update(params)
+    return overrides
+
+
+def start_nodes(names, overrides, out) -> NodeGroup:
+    """Start ``names`` with the project's parameter file plus ``overrides``, logging to
+    ``out``."""
+    return NodeGroup(names, default_params_file(), overrides=overrides, stdout=out, stderr=out)
+
+
+def connect(groups, log: Path, timeout: float = 120.0) -> GestureClient:
+    """A client, once the collect service, train action and camera parameters answer; fails
+    with the node log as soon as a node process of ``groups`` exits."""
+    client = GestureClient()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.wait_for_system(timeout=1.0)
+            return client
+        except Exception:
+            exited = {n: c for g in groups for n, c in g.poll().items()}
+            if exited or time.monotonic() > deadline:
+                client.close()
+                raise RuntimeError(f'nodes did not come up: exited {exited}\n'
+                                   f'{log.read_text()[-4000:]}') from None
+
+
 @pytest.fixture(scope='module')
 def system(tmp_path_factory):
     """camera, collector, trainer and classifier with the project's parameter file plus
-    test overrides (a temporary data_dir, the camera on real thumbs-up photos, random initial
-    weights: ImageNet weights cannot be had on CI)."""
+    test overrides (a temporary data_dir, the camera on real thumbs-up photos)."""
     if not THUMBS.is_dir():
         pytest.skip(f'shared test data not found: {THUMBS}')
     tmp = tmp_path_factory.mktemp('system')
     data_dir = tmp / 'data'
-    common = {'data_dir': str(data_dir), 'task': 'thumbs', 'classes': list(CLASSES)}
-    overrides = {name: dict(common) for name in NODES}
-    overrides['camera'].update(source=str(THUMBS / 'thumbs_up'), width=0, height=0,
-                               rate=10.0, loop=True, reopen_delay=0.2)
-    overrides['trainer'].update(initial_weights='none', val_fraction=0.25, batch_size=4,
-                                device='cpu')
-    overrides['classifier'].update(device='cpu')
+    overrides = graph_overrides(
+        data_dir, camera=dict(source=str(THUMBS / 'thumbs_up'), width=0, height=0, rate=10.0,
+                              loop=True, reopen_delay=0.2),
+        trainer=dict(val_fraction=0.25))
     log = tmp / 'nodes.log'
     with open(log, 'w') as out:
-        nodes = NodeGroup(NODES, default_params_file(), overrides=overrides, stdout=out,
-                          stderr=out)
-        client = GestureClient()
+        nodes = start_nodes(NODES, overrides, out)
         try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    client.wait_for_system(timeout=1.0)
-                    break
-                except Exception:
-                    if nodes.poll() or time.monotonic() > deadline:
-                        raise RuntimeError(f'nodes did not come up: {nodes.poll()}\n'
-                                           f'{log.read_text()[-4000:]}') from None
-            client.watch_images()
-            client.wait_for_image(timeout=20)
-            yield System(client, nodes, data_dir, log,
-                         sources={c: THUMBS / c for c in CLASSES})
+            client = connect([nodes], log)
+            try:
+                client.watch_images()
+                client.wait_for_image(timeout=20)
+                yield System(client, nodes, data_dir, log)
+            finally:
+                client.close()
         finally:
-            client.close()
             nodes.stop()
     print(f'\n--- node log ({log}) ---\n{log.read_text()[-3000:]}')
 
@@ -104,22 +126,23 @@ def use_source(system: System, source, **more) -> float:
     return system.client.set_camera_source(str(source), **more)
 
 
-def collect_n(system: System, label: str, n: int) -> list:
-    """Collect ``n`` frames of the real photos of ``label`` through the service."""
-    after = use_source(system, system.sources[label], loop=True)
+def collect_n(client: GestureClient, label: str, n: int) -> list:
+    """Point the camera at the real photos of ``label`` and collect ``n`` of its frames
+    through the service, one per new frame."""
+    after = client.set_camera_source(str(THUMBS / label), loop=True)
     responses = []
     for _ in range(n):
-        image = system.client.wait_for_image(newer_than=after, timeout=10)
+        image = client.wait_for_image(newer_than=after, timeout=10)
         after = stamp(image)
         time.sleep(0.06)  # the collector gets the same frame; stays under max_collect_rate
-        responses.append(system.client.collect(label, wait_for_frame=10.0))
+        responses.append(client.collect(label, wait_for_frame=10.0))
     return responses
 
 
 @pytest.fixture(scope='module')
 def dataset(system):
     """6 collected frames per class."""
-    return {label: collect_n(system, label, 6) for label in CLASSES}
+    return {label: collect_n(system.client, label, 6) for label in CLASSES}
 
 
 @pytest.fixture(scope='module')

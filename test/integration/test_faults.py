@@ -2,84 +2,56 @@
 during collect and during a model save, and a classifier restarted after a failed save."""
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import time
 
 import pytest
 from gesture_interfaces.action import Train
 
-from gesture_classifier.bringup import NODES, NodeGroup, default_params_file
-from gesture_classifier.client import ClientError, GestureClient, TrainStatus
+from gesture_classifier.client import ClientError, TrainStatus
 from gesture_classifier.dataset import list_images
 
-from .conftest import CLASSES, THUMBS, stamp
+from .conftest import CLASSES, THUMBS, collect_n, connect, start_nodes, graph_overrides
 
 pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture(scope='module')
-def small_system(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.skip('mounting a tmpfs needs root (CI runs as root)')
+def small_system(tmp_path_factory, mounted_tmpfs):
     if not THUMBS.is_dir():
         pytest.skip(f'shared test data not found: {THUMBS}')
     tmp = tmp_path_factory.mktemp('faults')
     mnt = tmp / 'fs'
     mnt.mkdir()
-    r = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=60m', 'tmpfs', str(mnt)],
-                       capture_output=True, text=True)
-    if r.returncode:
-        pytest.skip(f'cannot mount a tmpfs here: {r.stderr.strip()}')
-    common = {'data_dir': str(mnt), 'task': 'thumbs', 'classes': list(CLASSES)}
-    overrides = {n: dict(common) for n in NODES}
-    overrides['camera'].update(source=str(THUMBS / 'thumbs_up'), width=0, height=0, rate=10.0)
-    overrides['trainer'].update(initial_weights='none', val_fraction=0.0, batch_size=4,
-                                device='cpu')
-    overrides['classifier'].update(device='cpu')
+    overrides = graph_overrides(mnt, camera=dict(source=str(THUMBS / 'thumbs_up'), width=0,
+                                                height=0, rate=10.0),
+                               trainer=dict(val_fraction=0.0))
     log = tmp / 'nodes.log'
-    out = open(log, 'w')
-
-    def start_classifier():
-        return NodeGroup(['classifier'], default_params_file(), overrides=overrides,
-                         stdout=out, stderr=out)
-
-    nodes = NodeGroup(['camera', 'collector', 'trainer'], default_params_file(),
-                      overrides=overrides, stdout=out, stderr=out)
-    classifier = [start_classifier()]
-    gc = GestureClient()
-    try:
-        gc.wait_for_system(timeout=120)
-        gc.watch_images()
-        yield dict(client=gc, fs=mnt, log=log, classifier=classifier,
-                   start_classifier=start_classifier,
-                   model=mnt / 'thumbs' / 'models' / 'resnet18.pt',
-                   dataset=mnt / 'thumbs' / 'dataset')
-    finally:
-        gc.close()
-        classifier[0].stop()
-        nodes.stop()
-        out.close()
-        subprocess.run(['umount', '-l', str(mnt)], check=False)
-        print(f'\n--- node log ---\n{log.read_text()[-3000:]}')
-
-
-def _collect(gc, label, n):
-    after = gc.set_camera_source(str(THUMBS / label), loop=True)
-    results = []
-    for _ in range(n):
-        after = stamp(gc.wait_for_image(newer_than=after, timeout=10))
-        time.sleep(0.06)
-        results.append(gc.collect(label, wait_for_frame=10.0))
-    return results
+    with mounted_tmpfs(mnt), open(log, 'w') as out:
+        nodes = start_nodes(['camera', 'collector', 'trainer'], overrides, out)
+        # The classifier runs apart so that the test can restart it.
+        classifier = [start_nodes(['classifier'], overrides, out)]
+        gc = None
+        try:
+            gc = connect([nodes, classifier[0]], log)
+            gc.watch_images()
+            yield dict(client=gc, fs=mnt, log=log, classifier=classifier,
+                       start_classifier=lambda: start_nodes(['classifier'], overrides, out),
+                       model=mnt / 'thumbs' / 'models' / 'resnet18.pt',
+                       dataset=mnt / 'thumbs' / 'dataset')
+        finally:
+            if gc is not None:
+                gc.close()
+            classifier[0].stop()
+            nodes.stop()
+    print(f'\n--- node log ---\n{log.read_text()[-3000:]}')
 
 
 def test_full_disk_during_collect_and_model_save(small_system):
     s = small_system
     gc = s['client']
     for label in CLASSES:
-        assert all(r.success for r in _collect(gc, label, 4))
+        assert all(r.success for r in collect_n(gc, label, 4))
     first = gc.train(epochs=1, timeout=300)
     assert first.status is TrainStatus.SUCCEEDED, first.result.message
     model_bytes = s['model'].read_bytes()
@@ -89,7 +61,7 @@ def test_full_disk_during_collect_and_model_save(small_system):
     with open(s['fs'] / 'filler', 'wb') as f:  # leave less than a model and the 1 MiB margin
         f.write(b'\0' * max(0, free - 512 * 1024))
     before = sorted(list_images(s['dataset'] / 'thumbs_up'))
-    r = _collect(gc, 'thumbs_up', 1)[0]
+    r = collect_n(gc, 'thumbs_up', 1)[0]
     assert not r.success and 'space' in r.message, r.message
     assert r.count == len(before)
     assert sorted(list_images(s['dataset'] / 'thumbs_up')) == before

@@ -16,12 +16,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sensor_msgs.msg import Image
 
-from gesture_classifier.bringup import NODES, NodeGroup, default_params_file
-from gesture_classifier.client import GestureClient, TrainStatus
+from gesture_classifier.bringup import NODES
+from gesture_classifier.client import TrainStatus
 from gesture_classifier.imaging import ENCODINGS
 from gesture_classifier.nodes.common import IMAGE_PUB_QOS
 
-from .conftest import CLASSES, COUNTS, THUMBS
+from .conftest import CLASSES, COUNTS, THUMBS, connect, start_nodes, graph_overrides
 
 pytestmark = pytest.mark.timeout(900)
 HYPO = settings(max_examples=150, deadline=None, derandomize=True, database=None,
@@ -39,21 +39,16 @@ def hostile(tmp_path_factory):
         (dataset / label).mkdir(parents=True)
         for p in sorted((THUMBS / label).glob('*.jpg'))[:4]:
             shutil.copy(p, dataset / label / p.name)
-    common = {'data_dir': str(data_dir), 'task': 'thumbs', 'classes': list(CLASSES)}
-    overrides = {n: dict(common) for n in NODES}
     # The test is the only source of frames: the camera points at nothing.
-    overrides['camera'].update(source=str(root / 'no_camera'))
-    overrides['collector'].update(max_collect_rate=1000.0)
-    overrides['trainer'].update(initial_weights='none', val_fraction=0.0, batch_size=4,
-                                device='cpu', max_epochs=100)
-    overrides['classifier'].update(device='cpu')
+    overrides = graph_overrides(data_dir, camera=dict(source=str(root / 'no_camera')),
+                               collector=dict(max_collect_rate=1000.0),
+                               trainer=dict(val_fraction=0.0, max_epochs=100))
     log = root / 'nodes.log'
     with open(log, 'w') as out:
-        nodes = NodeGroup(NODES, default_params_file(), overrides=overrides, stdout=out,
-                          stderr=out)
-        gc = GestureClient()
+        nodes = start_nodes(NODES, overrides, out)
+        gc = None
         try:
-            gc.wait_for_system(timeout=120)
+            gc = connect([nodes], log)
             outcome = gc.train(epochs=1, timeout=300)
             assert outcome.status is TrainStatus.SUCCEEDED, outcome.result.message
             pub = gc.node.create_publisher(Image, 'image_raw', IMAGE_PUB_QOS)
@@ -65,7 +60,8 @@ def hostile(tmp_path_factory):
                        model=data_dir / 'thumbs' / 'models' / 'resnet18.pt', before=before,
                        acknowledged=[])
         finally:
-            gc.close()
+            if gc is not None:
+                gc.close()
             nodes.stop()
 
 
