@@ -393,6 +393,7 @@ def test_model_file_error_is_a_value_error():
     assert model_mod.ARCHITECTURES == ('resnet18',)
 
 
+@pytest.mark.filterwarnings('ignore:Detected pickle protocol:UserWarning')
 def test_a_malicious_cached_imagenet_file_is_not_executed(tmp_path, monkeypatch, no_network):
     """torch.hub would unpickle the cached file without restrictions by default."""
     cache = tmp_path / 'torch_home' / 'hub' / 'checkpoints'
