@@ -43,7 +43,8 @@ def test_predictor_metadata(predictor, model_path):
     assert predictor.class_names == CLASSES
     assert predictor.model_id.startswith('thumbs-')
     assert predictor.device == torch.device('cpu')
-    assert not predictor.model.training
+    assert not predictor.model_file.model.training
+    assert predictor.backend == 'pytorch' and 'pytorch' in predictor.description
     assert predictor.model_file.path == model_path
 
 
@@ -74,7 +75,8 @@ def test_predict_is_repeatable(predictor, bgr):
 def test_predict_agrees_with_the_network(predictor, bgr):
     from gesture_classifier.preprocess import preprocess_frame
     with torch.no_grad():
-        logits = predictor.model(preprocess_frame(bgr, 'bgr', predictor.model_file.spec))[0]
+        mf = predictor.model_file
+        logits = mf.model(preprocess_frame(bgr, 'bgr', mf.spec))[0]
     np.testing.assert_allclose(predictor.predict(bgr, 'bgr'),
                                torch.softmax(logits, 0).numpy(), atol=1e-6)
 

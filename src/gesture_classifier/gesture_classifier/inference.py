@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .backends import create_runner
 from .model import ModelFile, load_model
 from .preprocess import preprocess_frame
 
@@ -16,19 +17,31 @@ class Predictor:
     Args:
         model_file: a loaded model (its network is put in eval mode on ``device``).
         device: torch device for preprocessing and the forward pass.
+        backend: what runs the network, one of :data:`.backends.BACKENDS` ('pytorch',
+            'onnxruntime', 'tensorrt'); the preprocessing is the same torch code for all.
+        write_exports: let a non-pytorch backend save the export it had to make beside the
+            model file (see :func:`.backends.create_runner`).
+
+    Raises:
+        BackendError: the backend cannot be used here (package missing, no CUDA, export failed).
     """
 
-    def __init__(self, model_file: ModelFile, device: torch.device | str = 'cpu'):
+    def __init__(self, model_file: ModelFile, device: torch.device | str = 'cpu',
+                 backend: str = 'pytorch', write_exports: bool = True):
         self.device = torch.device(device)
         self.model_file = model_file
-        self.model = model_file.model.to(self.device).eval()
+        self.backend = backend
+        self.run, self.description = create_runner(model_file, backend, self.device,
+                                                   write_exports)
         self.class_names = model_file.class_names
         self.model_id = model_file.model_id
 
     @classmethod
-    def from_file(cls, path, device='cpu', expected_classes=None) -> Predictor:
-        """Load and check a model file (raises ModelFileError, see model.load_model)."""
-        return cls(load_model(path, device, expected_classes), device)
+    def from_file(cls, path, device='cpu', expected_classes=None, backend='pytorch',
+                  write_exports=True) -> Predictor:
+        """Load and check a model file (raises ModelFileError, see model.load_model) and set
+        up ``backend`` for it (raises BackendError)."""
+        return cls(load_model(path, device, expected_classes), device, backend, write_exports)
 
     def predict(self, pixels: np.ndarray, order: str = 'rgb') -> np.ndarray:
         """Class probabilities for one ``(H, W, C)`` uint8 frame.
@@ -42,5 +55,5 @@ class Predictor:
         """
         with torch.inference_mode():
             x = preprocess_frame(pixels, order, self.model_file.spec, self.device)
-            probs = torch.softmax(self.model(x)[0].float(), dim=0)
+            probs = torch.softmax(self.run(x)[0].float(), dim=0)
         return probs.cpu().numpy()
