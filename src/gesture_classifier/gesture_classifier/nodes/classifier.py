@@ -9,24 +9,31 @@ the classified image.
 
 Parameters: task, classes, data_dir, model_path (read-only, see common.declare_task) and
     device (string): 'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:N';
+    backend (string): what runs the network: 'pytorch' (default), 'onnxruntime' or
+        'tensorrt' (see gesture_classifier.backends); the node refuses to start when the
+        backend's package is missing;
     stale_after (double, s): input older than this is reported as stale.
 
 Predictions are only ever published for new frames: when the camera stops, the predictions
 stop too (old results are never repeated) and the node logs that its input is stale.
 
 Without a model it logs that it waits for one; when the trainer announces a new model it loads
-it and switches without a restart. A model file that cannot be used (unreadable, another
-architecture, or classes other than the task's ``classes``, in that order) is refused with the
-reason and the running model stays. A malformed image is logged (throttled) and skipped.
+it in a background thread (with the backend's export from beside the model file, or one it
+makes) while the current model keeps classifying, then switches without a restart. A model
+file that cannot be used (unreadable, another architecture, or classes other than the task's
+``classes``, in that order) is refused with the reason and the running model stays. A
+malformed image is logged (throttled) and skipped.
 """
 from __future__ import annotations
 
+import threading
 import time
 
 from gesture_interfaces.msg import ModelInfo, Prediction
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
+from ..backends import BACKENDS, available_backends
 from ..imaging import ImageFormatError, image_to_array
 from ..inference import Predictor
 from ..training import resolve_device
@@ -41,7 +48,21 @@ class ClassifierNode(Node):
         self.device = resolve_device(declare(
             self, 'device', 'auto', "Torch device: 'auto', 'cpu', 'cuda' or 'cuda:N'",
             read_only=True))
+        self.backend = declare(
+            self, 'backend', 'pytorch', 'What runs the network: pytorch, onnxruntime (CPU, or '
+            'CUDA with onnxruntime-gpu) or tensorrt (CUDA)', read_only=True,
+            constraints=f'one of {", ".join(BACKENDS)}')
+        if self.backend not in BACKENDS:
+            raise ValueError(f'backend must be one of {", ".join(BACKENDS)}, got '
+                             f'{self.backend!r}')
+        if self.backend not in available_backends():
+            raise ValueError(f'backend {self.backend!r} is not usable here (available: '
+                             f'{", ".join(available_backends())}); install its package or '
+                             'choose another')
         self.predictor: Predictor | None = None
+        self._load_lock = threading.Lock()
+        self._load_next: str | None = None  # newest model path waiting for the loader thread
+        self._loader: threading.Thread | None = None
         self.frames_classified = 0
         self.frames_rejected = 0
         self.stale_after = declare(
@@ -56,18 +77,40 @@ class ClassifierNode(Node):
         self._pub = self.create_publisher(Prediction, 'predictions', PREDICTION_QOS)
         self.create_subscription(ModelInfo, 'model', self._on_model, MODEL_QOS)
         self.create_subscription(Image, 'image_raw', self._on_image, IMAGE_SUB_QOS)
-        self.get_logger().info(f'task {self.task.name!r} on {self.device}')
+        self.get_logger().info(f'task {self.task.name!r} on {self.device}, backend '
+                               f'{self.backend}')
         if self.task.model_path.exists():
-            self.load(str(self.task.model_path))
+            self.request_load(str(self.task.model_path))
         else:
             self.get_logger().info(f'no trained model yet ({self.task.model_path}); waiting '
                                    'for the trainer')
+
+    def request_load(self, path: str) -> None:
+        """Load the model at ``path`` in the loader thread; while it loads, the current model
+        keeps classifying. Requests made meanwhile collapse to the newest one."""
+        with self._load_lock:
+            self._load_next = path
+            if self._loader is not None:
+                return
+            self._loader = threading.Thread(target=self._load_pending, name='model_loader',
+                                            daemon=True)
+            self._loader.start()
+
+    def _load_pending(self) -> None:
+        while True:
+            with self._load_lock:
+                path, self._load_next = self._load_next, None
+                if path is None:
+                    self._loader = None
+                    return
+            self.load(path)
 
     def load(self, path: str) -> bool:
         """Load and switch to the model at ``path``; on failure keep the current one."""
         try:
             predictor = Predictor.from_file(path, self.device,
-                                            expected_classes=self.task.classes)
+                                            expected_classes=self.task.classes,
+                                            backend=self.backend)
         except Exception as exc:  # ModelFileError, or anything else: never die on a file
             kept = f'keeping model {self.predictor.model_id}' if self.predictor else \
                 'no model in use'
@@ -78,9 +121,10 @@ class ClassifierNode(Node):
             self.get_logger().error(f'refused model {path}: it is for task {mf.task!r}, '
                                     f'not {self.task.name!r}')
             return False
-        self.predictor = predictor
+        self.predictor = predictor  # one reference assignment: the image callback sees either
         self.get_logger().info(f'using model {mf.model_id} ({", ".join(mf.class_names)}; '
-                               f'val accuracy {mf.val_accuracy:.2f}) from {path}')
+                               f'val accuracy {mf.val_accuracy:.2f}) from {path}; '
+                               f'{predictor.description}')
         return True
 
     def _on_model(self, info: ModelInfo) -> None:
@@ -89,7 +133,7 @@ class ClassifierNode(Node):
             return
         if self.predictor is not None and info.model_id == self.predictor.model_id:
             return
-        self.load(info.path)
+        self.request_load(info.path)
 
     def _check_input(self) -> None:
         """Say once when the input goes stale (camera lost) and once when it is back."""

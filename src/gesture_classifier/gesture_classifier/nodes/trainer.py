@@ -2,7 +2,9 @@
 
 Fine-tunes a ResNet-18 on the task's dataset (see gesture_classifier.training for the recipe),
 sends feedback after every batch, stops within one batch when the goal is cancelled (the
-previous model stays), saves the model atomically and announces it on ``model``
+previous model stays), saves the model atomically, exports what the classifier's ``backend``
+needs beside it (``model.onnx`` for onnxruntime, plus ``model.engine`` for tensorrt; see
+gesture_classifier.backends) and announces the model on ``model``
 (gesture_interfaces/msg/ModelInfo, latched) so the classifier switches to it without a restart.
 
 One goal at a time: a goal arriving while one runs is rejected, as is a goal whose values are
@@ -10,7 +12,8 @@ out of range; the reason is logged.
 
 Parameters (read-only): task, classes, data_dir, dataset_dir, model_path (see
 common.declare_task), device, initial_weights ('imagenet', 'none' or a path), batch_size,
-learning_rate, val_fraction, seed, augment, max_epochs, max_batch_size.
+learning_rate, val_fraction, seed, augment, max_epochs, max_batch_size, backend (the
+classifier's backend, to export for).
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 
+from ..backends import BACKENDS, BackendError, available_backends, export
 from ..dataset import DatasetError
 from ..model import ModelFileError
 from ..training import Progress, TrainConfig, resolve_device, train_task
@@ -55,6 +59,14 @@ class TrainerNode(Node):
                             int_range=(0, 2**31 - 1), read_only=True)
         self.augment = declare(self, 'augment', True, 'ColorJitter augmentation (DLI recipe)',
                                read_only=True)
+        self.backend = declare(
+            self, 'backend', 'pytorch', "The classifier's backend: after training, the files "
+            'it needs are exported beside the model (nothing for pytorch)', read_only=True,
+            constraints=f'one of {", ".join(BACKENDS)}')
+        if self.backend not in available_backends():
+            raise ValueError(f'backend {self.backend!r} is not usable here (known: '
+                             f'{", ".join(BACKENDS)}; available: '
+                             f'{", ".join(available_backends())})')
         self._busy = threading.Lock()
         self._model_pub = self.create_publisher(ModelInfo, 'model', MODEL_QOS)
         self._server = ActionServer(
@@ -150,11 +162,24 @@ class TrainerNode(Node):
         result.message = (f'trained {fit.epochs_completed} epochs on {out.train_images} images: '
                           f'train accuracy {fit.train_accuracy:.3f}, validation accuracy '
                           f'{fit.val_accuracy:.3f} on {out.val_images} images; '
-                          f'{out.weights_message}{skipped}')
+                          f'{out.weights_message}{skipped}{self._export(mf)}')
         self._announce(mf)
         goal_handle.succeed()
         self.get_logger().info(result.message)
         return result
+
+    def _export(self, mf) -> str:
+        """Export for the classifier's backend; '' or a note for the result message. A failed
+        export does not fail the goal: the model is saved and the classifier exports itself."""
+        if self.backend == 'pytorch':
+            return ''
+        try:
+            paths = export(mf, self.backend, device=self.device)
+        except (BackendError, OSError) as exc:
+            self.get_logger().warning(f'{self.backend} export failed: {exc}')
+            return (f'; {self.backend} export failed ({exc}): the classifier will export '
+                    'when it loads the model')
+        return f'; exported for {self.backend}: {", ".join(p.name for p in paths)}'
 
     def _abort(self, goal_handle, result, code: int, message: str) -> Train.Result:
         result.success, result.error_code, result.message = False, code, message
