@@ -23,6 +23,8 @@ from pathlib import Path
 
 import yaml
 
+from .middleware import config_file
+
 __all__ = ['NODES', 'enclave', 'node_command', 'write_overrides', 'parse_overrides',
            'default_params_file', 'NodeGroup', 'main']
 
@@ -38,14 +40,7 @@ NODES = {
 def default_params_file() -> Path:
     """config/gesture_classifier.yaml from the installed package share (colcon build) or, when
     running from a source checkout, from the repository."""
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        share = Path(get_package_share_directory('gesture_classifier'))
-        if (share / 'config' / 'gesture_classifier.yaml').is_file():
-            return share / 'config' / 'gesture_classifier.yaml'
-    except Exception:  # ament_index not importable or package not installed
-        pass
-    return Path(__file__).resolve().parents[3] / 'config' / 'gesture_classifier.yaml'
+    return config_file('gesture_classifier.yaml')
 
 
 def enclave(name: str) -> str:

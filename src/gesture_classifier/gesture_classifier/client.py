@@ -34,6 +34,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
+from .middleware import use_large_message_profile
 from .nodes.common import IMAGE_SUB_QOS, NO_FRAME_YET, PREDICTION_QOS
 
 __all__ = ['ClientError', 'TrainStatus', 'TrainOutcome', 'GestureClient']
@@ -79,6 +80,7 @@ class GestureClient:
     """
 
     def __init__(self, namespace: str = '', context: Context | None = None, args=None):
+        use_large_message_profile()  # before this process's first participant (fastdds.xml)
         self._own_context = context is None
         self.context = context or Context()
         if self._own_context:

@@ -6,3 +6,8 @@ import os
 # waiting keeps the classifier and the trainer from slowing each other down. Set before torch
 # is imported by any node module; an explicit setting in the environment wins.
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+
+# Camera frames are larger than Fast DDS's default shared-memory segments (config/fastdds.xml).
+from ..middleware import use_large_message_profile  # noqa: E402
+
+use_large_message_profile()
