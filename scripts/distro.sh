@@ -8,3 +8,5 @@ case "$GC_ROS" in
           GC_INSTALL=install-jazzy GC_LOG=log-jazzy ;;
   *) echo "GC_ROS must be kilted or jazzy, not '$GC_ROS'" >&2; return 1 2>/dev/null || exit 1 ;;
 esac
+# What a distribution's own setup.bash exports; the nodes read it (gesture_classifier.middleware).
+export ROS_DISTRO="$GC_ROS"

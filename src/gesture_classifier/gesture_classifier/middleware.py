@@ -11,8 +11,10 @@ from pathlib import Path
 
 __all__ = ['PROFILE_VARIABLES', 'config_file', 'use_large_message_profile']
 
-#: Fast DDS >= 2.14 / 3.x read the first, Fast DDS 2.x (Humble) the second.
+#: Fast DDS 3 (Kilted and later) reads the first, Fast DDS 2.x the second.
 PROFILE_VARIABLES = ('FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE')
+#: ROS distributions (``ROS_DISTRO``) that ship Fast DDS 2.x.
+FASTDDS2_DISTROS = ('humble', 'iron', 'jazzy')
 
 
 def config_file(name: str) -> Path:
@@ -39,6 +41,9 @@ def use_large_message_profile(environ: MutableMapping[str, str] = os.environ) ->
     path = config_file('fastdds.xml')
     if not path.is_file():
         return None
-    for var in PROFILE_VARIABLES:
-        environ[var] = str(path)
+    # Only one variable: Fast DDS 3 reads both and then rejects the second copy of the profile
+    # ("There is other transport with the same id"); Fast DDS 2.x (Humble 2.6, Jazzy 2.14)
+    # reads only the old one (tested here on Jazzy and Kilted).
+    fastdds2 = environ.get('ROS_DISTRO', '') in FASTDDS2_DISTROS
+    environ[PROFILE_VARIABLES[1] if fastdds2 else PROFILE_VARIABLES[0]] = str(path)
     return path

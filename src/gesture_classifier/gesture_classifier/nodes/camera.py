@@ -140,11 +140,15 @@ class CameraNode(Node):
                 source = None
                 self._sleep(cfg.reopen_delay)
                 continue
-            stamp = self.get_clock().now().to_msg()
             with self._lock:
                 if self._generation != generation:
                     continue  # read from the old source after a change: drop it
-            self._publish(frame, stamp, cfg)
+            try:
+                self._publish(frame, self.get_clock().now().to_msg(), cfg)
+            except Exception as exc:  # RCLError when Ctrl-C shut the context down meanwhile
+                if self._stop.is_set() or not self.context.ok():
+                    break
+                log.error(f'could not publish a frame: {exc!r}')
             next_time = self._pace(next_time, cfg.rate)
         if source is not None:
             source.close()
