@@ -32,6 +32,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import Image
 
 from gesture_classifier.bringup import NodeGroup, default_params_file
+from gesture_classifier.client import wait_future
 from gesture_classifier.dataset import list_images
 from gesture_classifier.imaging import array_to_image_fields
 from gesture_classifier.nodes.common import IMAGE_PUB_QOS, IMAGE_SUB_QOS
@@ -373,16 +374,6 @@ def wait_until(predicate, timeout: float, what: str, graph: Graph | None = None,
             raise BenchError(f'{what}: not within {timeout:g} s{log_tail}')
         time.sleep(poll)
     return time.monotonic()
-
-
-def wait_future(future, timeout: float, what: str):
-    """Result of an rclpy future that another thread's executor completes."""
-    done = threading.Event()
-    future.add_done_callback(lambda _: done.set())
-    if not done.wait(timeout):
-        future.cancel()
-        raise BenchError(f'{what}: no answer within {timeout:g} s')
-    return future.result()
 
 
 def node_parameter(node, target: str, name: str, timeout: float = 30.0):

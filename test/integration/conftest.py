@@ -4,6 +4,7 @@ from ../shared/data, replayed by the camera node through the same FrameSource in
 V4L2 device uses."""
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,14 +106,21 @@ def system(tmp_path_factory):
         data_dir, camera=dict(source=str(THUMBS / 'thumbs_up'), width=0, height=0, rate=10.0,
                               loop=True, reopen_delay=0.2),
         trainer=dict(val_fraction=0.25))
-    log = tmp / 'nodes.log'
+    with running_graph(overrides, data_dir, tmp / 'nodes.log') as system:
+        system.client.wait_for_image(timeout=20)
+        yield system
+
+
+@contextlib.contextmanager
+def running_graph(overrides: dict, data_dir: Path, log: Path):
+    """All four nodes with ``overrides``, logging to ``log``, and a connected client that
+    keeps camera images; everything is stopped afterwards and the log tail printed."""
     with open(log, 'w') as out:
         nodes = start_nodes(NODES, overrides, out)
         try:
             client = connect([nodes], log)
             try:
                 client.watch_images()
-                client.wait_for_image(timeout=20)
                 yield System(client, nodes, data_dir, log)
             finally:
                 client.close()

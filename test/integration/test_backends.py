@@ -11,14 +11,13 @@ import numpy as np
 import pytest
 
 from gesture_classifier.backends import available_backends, export_paths
-from gesture_classifier.bringup import NODES
 from gesture_classifier.client import TrainStatus
 from gesture_classifier.imaging import image_to_array
 from gesture_classifier.inference import Predictor
 from gesture_classifier.nodes.common import IMAGE_SUB_QOS
 from sensor_msgs.msg import Image
 
-from .conftest import CLASSES, THUMBS, System, connect, graph_overrides, start_nodes
+from .conftest import CLASSES, THUMBS, System, graph_overrides, running_graph, start_nodes
 
 pytestmark = pytest.mark.skipif('onnxruntime' not in available_backends(),
                                 reason='onnxruntime/onnx not installed')
@@ -45,19 +44,8 @@ def onnx_system(tmp_path_factory):
                               rate=10.0, loop=True))
     for params in overrides.values():
         params['backend'] = 'onnxruntime'
-    log = tmp / 'nodes.log'
-    with open(log, 'w') as out:
-        nodes = start_nodes(NODES, overrides, out)
-        try:
-            client = connect([nodes], log)
-            try:
-                client.watch_images()
-                yield System(client, nodes, data_dir, log)
-            finally:
-                client.close()
-        finally:
-            nodes.stop()
-    print(f'\n--- node log ({log}) ---\n{log.read_text()[-3000:]}')
+    with running_graph(overrides, data_dir, tmp / 'nodes.log') as system:
+        yield system
 
 
 def _train(system: System):

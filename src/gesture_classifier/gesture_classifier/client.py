@@ -58,7 +58,13 @@ class TrainOutcome:
     feedback_count: int
 
 
-def _wait(future, timeout: float, what: str):
+def wait_future(future, timeout: float, what: str):
+    """Result of an rclpy future that another thread's executor completes.
+
+    Raises:
+        ClientError: no answer within ``timeout`` seconds (the future is cancelled), or the
+            future ended with an exception.
+    """
     done = threading.Event()
     future.add_done_callback(lambda _: done.set())
     if not done.wait(timeout):
@@ -220,7 +226,7 @@ class GestureClient:
             req.parameters.append(Parameter(name=name, value=pv))
         if not self._camera_params.wait_for_service(timeout_sec=timeout):
             raise ClientError('camera parameter service not available')
-        res = _wait(self._camera_params.call_async(req), timeout, 'set camera parameters')
+        res = wait_future(self._camera_params.call_async(req), timeout, 'set camera parameters')
         for name, r in zip(values, res.results):
             if not r.successful:
                 raise ClientError(f'camera refused {name}: {r.reason}')
@@ -245,7 +251,7 @@ class GestureClient:
             raise ClientError('collect service not available')
         deadline = time.monotonic() + wait_for_frame
         while True:
-            res = _wait(self._collect.call_async(Collect.Request(label=label)), timeout,
+            res = wait_future(self._collect.call_async(Collect.Request(label=label)), timeout,
                         'collect')
             if res.success or not res.message.startswith(NO_FRAME_YET) or \
                     time.monotonic() > deadline:
@@ -261,7 +267,7 @@ class GestureClient:
             raise ClientError('train action not available')
         goal = Train.Goal(epochs=epochs, batch_size=batch_size,
                           learning_rate=float(learning_rate))
-        handle = _wait(self._train.send_goal_async(
+        handle = wait_future(self._train.send_goal_async(
             goal, feedback_callback=(lambda fb: on_feedback(fb.feedback)) if on_feedback
             else None), timeout, 'send train goal')
         if not handle.accepted:
@@ -284,7 +290,7 @@ class GestureClient:
         handle = self.send_train_goal(epochs, batch_size, learning_rate, fb)
         if handle is None:
             return TrainOutcome(TrainStatus.REJECTED, None, 0)
-        res = _wait(handle.get_result_async(), timeout, 'train result')
+        res = wait_future(handle.get_result_async(), timeout, 'train result')
         self._goal_handle = None
         return TrainOutcome(TrainStatus(res.status), res.result, count[0])
 
@@ -293,5 +299,5 @@ class GestureClient:
         handle = self._goal_handle
         if handle is None:
             return False
-        res = _wait(handle.cancel_goal_async(), timeout, 'cancel')
+        res = wait_future(handle.cancel_goal_async(), timeout, 'cancel')
         return len(res.goals_canceling) > 0
