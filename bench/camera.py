@@ -22,9 +22,9 @@ through the parameter service and, after 1 s, for the window:
   i.e. what those consumers can get.
 
 Reference ("bare"): in a fresh Python process (see :func:`measure_bare` for why), with no node
-running, ``open_source(...).read()`` plus the node's conversion to a ``sensor_msgs/Image``
-(:func:`to_image_msg`), back to back: process CPU time (user + system, all threads incl.
-FFmpeg's) / frames (ms). Minor page faults per frame are recorded on both sides.
+running, ``open_source(...).read()`` plus the node's own conversion to a ``sensor_msgs/Image``
+(``nodes.camera.frame_to_image``), back to back: process CPU time (user + system, all threads
+incl. FFmpeg's) / frames (ms). Minor page faults per frame are recorded on both sides.
 
 Targets: >= 29.5 frames/s at 640x480; node CPU per frame <= bare + 2 ms.
 """
@@ -36,13 +36,11 @@ import subprocess
 import sys
 import time
 
-import cv2
 import numpy as np
 from rclpy.clock import Clock, ClockType
-from sensor_msgs.msg import Image
 
 from gesture_classifier.client import GestureClient
-from gesture_classifier.imaging import array_to_image_fields
+from gesture_classifier.nodes.camera import frame_to_image
 from gesture_classifier.sources import open_source
 
 from .common import (FRAME_RATE, RELIABLE_QOS, REPO, BenchError, ImageRecorder, SectionResult,
@@ -59,18 +57,6 @@ MAX_OVERHEAD_MS = 2.0
 FRAME_ID = 'camera_optical_frame'
 
 
-def to_image_msg(frame: np.ndarray, stamp, width: int, height: int) -> Image:
-    """What CameraNode._publish (nodes/camera.py) does with a frame before publishing it:
-    resize to ``width x height`` when it differs (INTER_AREA), convert to a bgr8 Image
-    (one copy), set the header."""
-    if width and height and (frame.shape[1], frame.shape[0]) != (width, height):
-        frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
-    msg = Image(**array_to_image_fields(frame, 'bgr8'))
-    msg.header.stamp = stamp
-    msg.header.frame_id = FRAME_ID
-    return msg
-
-
 def bare_loop(video, width: int, height: int, seconds: float) -> dict:
     """Capture + conversion of ``video`` in this process for ``seconds`` s (after 10 warm-up
     frames); the stamp comes from a ROS clock as in the node.
@@ -85,13 +71,13 @@ def bare_loop(video, width: int, height: int, seconds: float) -> dict:
     clock = Clock(clock_type=ClockType.ROS_TIME)
     try:
         for _ in range(10):
-            to_image_msg(source.read(), clock.now().to_msg(), width, height)
+            frame_to_image(source.read(), clock.now().to_msg(), width, height, FRAME_ID)
         times = []
         usage0, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
         while time.perf_counter() - start < seconds:
             t = time.perf_counter()
             frame = source.read()
-            to_image_msg(frame, clock.now().to_msg(), width, height)
+            frame_to_image(frame, clock.now().to_msg(), width, height, FRAME_ID)
             times.append((time.perf_counter() - t) * 1e3)
         usage1 = resource.getrusage(resource.RUSAGE_SELF)
     finally:

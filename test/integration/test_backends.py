@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from gesture_classifier.backends import available_backends, export_paths
+from gesture_classifier.backends import available_backends, export_paths, onnx_model_id
 from gesture_classifier.client import TrainStatus
 from gesture_classifier.imaging import image_to_array
 from gesture_classifier.inference import Predictor
@@ -55,14 +55,13 @@ def _train(system: System):
 
 
 def test_trainer_exports_onnx_and_classifier_uses_that_export(onnx_system):
-    from gesture_classifier.backends import _onnx_model_id  # the export's recorded model
     gc = onnx_system.client
     for _ in range(2):  # the first model, then a hot switch to a retrained one
         result = _train(onnx_system)
         model_id = result.model_id
         onnx_path = export_paths(result.model_path, 'onnxruntime')[0]
         assert f'exported for onnxruntime: {onnx_path.name}' in result.message
-        assert _onnx_model_id(onnx_path) == result.model_id
+        assert onnx_model_id(onnx_path) == result.model_id
         p = gc.wait_for_prediction(lambda p, m=model_id: p.model_id == m, 60)
         assert list(p.class_names) == list(CLASSES)
         log = onnx_system.log.read_text()

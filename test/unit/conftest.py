@@ -57,7 +57,7 @@ def video_file(shared_data) -> Path:
     return _require(VIDEO)
 
 
-@pytest.fixture
+@pytest.fixture(scope='session')
 def make_dataset(thumbs_images):
     """Factory: ``make_dataset(dataset_dir, per_class)`` copies the first ``per_class`` real
     images of each class to ``dataset_dir/<class>/`` and returns ``{class: [copied paths]}``."""

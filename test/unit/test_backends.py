@@ -28,15 +28,11 @@ def needs(backend):
 
 
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory, thumbs_images):
+def trained(tmp_path_factory, make_dataset):
     """A ResNet-18 fine-tuned for 2 epochs on 20 real thumbs photos (random init: there are no
     ImageNet weights here), so its probabilities are not all ~0.5."""
-    import shutil
     task = Task.create('thumbs', data_dir=tmp_path_factory.mktemp('backends') / 'data')
-    for label in CLASSES:
-        (task.dataset_dir / label).mkdir(parents=True)
-        for src in thumbs_images[label][:10]:
-            shutil.copyfile(src, task.dataset_dir / label / src.name)
+    make_dataset(task.dataset_dir, 10)
     out = train_task(task, TrainConfig(epochs=2, batch_size=8, val_fraction=0.2, seed=0),
                      initial_weights='none')
     return out.model.path

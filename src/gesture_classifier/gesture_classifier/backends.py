@@ -43,7 +43,8 @@ from .fsutil import atomic_write
 from .model import ModelFile
 
 __all__ = ['BACKENDS', 'BackendError', 'available_backends', 'export_paths', 'export',
-           'create_runner', 'Runner', 'ONNX_OPSET', 'ONNX_INPUT', 'ONNX_OUTPUT']
+           'create_runner', 'onnx_bytes', 'onnx_model_id', 'build_engine', 'Runner',
+           'ONNX_OPSET', 'ONNX_INPUT', 'ONNX_OUTPUT']
 
 LOG = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ def _write(path: Path, data: bytes) -> None:
     atomic_write(path, lambda f: f.write(data), expected_size=len(data))
 
 
-def _onnx_model_id(path: Path) -> str | None:
+def onnx_model_id(path: str | Path) -> str | None:
     """model_id recorded in the ONNX file at ``path``; None when absent or unreadable."""
     try:
         import onnx
@@ -150,17 +151,20 @@ def _onnx_model_id(path: Path) -> str | None:
     return {p.key: p.value for p in proto.metadata_props}.get(_META_MODEL_ID)
 
 
-def _save_or_keep(path: Path | None, data: bytes, what: str) -> str:
-    """Save an export made by a backend at load time; a failed save only costs a warning (it
-    is made again next time). Returns where the data now comes from."""
+def _save(path: Path | None, data: bytes, what: str, strict: bool) -> bool:
+    """Write an export atomically; True when it is on disk. ``strict`` (the trainer's
+    :func:`export`) raises OSError; otherwise (a backend loading a model) a failed save only
+    costs a warning: the export is used from memory and made again next time."""
     if path is None:
-        return 'exported in memory'
+        return False
     try:
         _write(path, data)
-        return f'exported to {path}'
+        return True
     except OSError as exc:
+        if strict:
+            raise
         LOG.warning('could not save the %s to %s (%s); using it from memory', what, path, exc)
-        return 'exported in memory'
+        return False
 
 
 # -- TensorRT --------------------------------------------------------------------------------
@@ -195,9 +199,13 @@ def build_engine(onnx_data: bytes) -> bytes:
     return bytes(engine)
 
 
-def _current_engine(mf: ModelFile, model_path: Path | None, device: torch.device,
-                    write: bool) -> tuple[bytes, str]:
+def _engine(mf: ModelFile, model_path: Path | None, device: torch.device, write: bool,
+            strict: bool = False) -> tuple[bytes, str]:
+    """The engine for ``mf``: the one beside ``model_path`` when its tag matches (same model,
+    TensorRT version, GPU), else built from the current ONNX export (made when missing) and
+    saved there when ``write``. Returns (engine, where it came from)."""
     tag = _engine_tag(mf, device)
+    onnx_path = engine_path = tag_path = None
     if model_path is not None:
         onnx_path, engine_path = export_paths(model_path, 'tensorrt')
         tag_path = engine_path.with_suffix('.engine.json')
@@ -206,22 +214,18 @@ def _current_engine(mf: ModelFile, model_path: Path | None, device: torch.device
                 return engine_path.read_bytes(), str(engine_path)
         except (OSError, ValueError):
             pass
-    else:
-        onnx_path = engine_path = tag_path = None
-    if onnx_path is not None and _onnx_model_id(onnx_path) == mf.model_id:
+    if onnx_path is not None and onnx_model_id(onnx_path) == mf.model_id:
         onnx_data = onnx_path.read_bytes()
     else:
         onnx_data = onnx_bytes(mf)
         if write:
-            _save_or_keep(onnx_path, onnx_data, 'ONNX export')
+            _save(onnx_path, onnx_data, 'ONNX export', strict)
     LOG.info('building a TensorRT engine for %s (can take minutes on a Jetson)', mf.model_id)
     data = build_engine(onnx_data)
-    if write and engine_path is not None:
-        source = _save_or_keep(engine_path, data, 'TensorRT engine')
-        if engine_path.is_file() and source != 'exported in memory':
-            _save_or_keep(tag_path, json.dumps(tag).encode(), 'engine tag')
-        return data, source
-    return data, 'exported in memory'
+    if write and _save(engine_path, data, 'TensorRT engine', strict) and \
+            _save(tag_path, json.dumps(tag).encode(), 'engine tag', strict):
+        return data, f'built and saved to {engine_path}'
+    return data, 'built in memory'
 
 
 # -- public ----------------------------------------------------------------------------------
@@ -238,11 +242,11 @@ def export(mf: ModelFile, backend: str, model_path: str | Path | None = None,
     model_path = Path(model_path or mf.path)
     paths = export_paths(model_path, backend)
     if backend == 'onnxruntime':
-        if _onnx_model_id(paths[0]) != mf.model_id:
+        if onnx_model_id(paths[0]) != mf.model_id:
             _write(paths[0], onnx_bytes(mf))
     elif backend == 'tensorrt':
         _require_tensorrt(torch.device(device))
-        _current_engine(mf, model_path, torch.device(device), write=True)
+        _engine(mf, model_path, torch.device(device), write=True, strict=True)
     return paths
 
 
@@ -305,7 +309,8 @@ def _onnxruntime_runner(mf: ModelFile, device: torch.device, write: bool
             session = None
     if session is None:
         data = onnx_bytes(mf)
-        source = _save_or_keep(path if write else None, data, 'ONNX export')
+        saved = write and _save(path, data, 'ONNX export', strict=False)
+        source = f'exported to {path}' if saved else 'exported in memory'
         session = ort.InferenceSession(data, options, providers=providers)
     used = session.get_providers()
 
@@ -319,7 +324,7 @@ def _onnxruntime_runner(mf: ModelFile, device: torch.device, write: bool
 
 def _tensorrt_runner(mf: ModelFile, device: torch.device, write: bool) -> tuple[Runner, str]:
     import tensorrt as trt
-    data, source = _current_engine(mf, mf.path, device, write)
+    data, source = _engine(mf, mf.path, device, write)
     runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
     with torch.cuda.device(device):
         engine = runtime.deserialize_cuda_engine(data)

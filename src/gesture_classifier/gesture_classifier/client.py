@@ -34,7 +34,8 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
-from .middleware import use_large_message_profile
+# Importing gesture_classifier.nodes applies config/fastdds.xml (gesture_classifier.middleware)
+# before this process creates its first participant.
 from .nodes.common import IMAGE_SUB_QOS, NO_FRAME_YET, PREDICTION_QOS
 
 __all__ = ['ClientError', 'TrainStatus', 'TrainOutcome', 'GestureClient']
@@ -86,7 +87,6 @@ class GestureClient:
     """
 
     def __init__(self, namespace: str = '', context: Context | None = None, args=None):
-        use_large_message_profile()  # before this process's first participant (fastdds.xml)
         self._own_context = context is None
         self.context = context or Context()
         if self._own_context:

@@ -1,7 +1,8 @@
 """Middleware settings for camera-sized messages (see ``config/fastdds.xml`` for the why).
 
 :func:`use_large_message_profile` must run before the process creates its first ROS
-participant (``rclpy.init`` + the first node); the node modules and the client call it.
+participant: importing ``gesture_classifier.nodes`` (every node, the client, the benchmarks)
+runs it.
 """
 from __future__ import annotations
 

@@ -30,6 +30,18 @@ from ..sources import FrameSource, SourceError, open_source
 from .common import IMAGE_PUB_QOS, declare, run_node
 
 
+def frame_to_image(frame, stamp, width: int, height: int, frame_id: str) -> Image:
+    """The message the node publishes for a uint8 BGR ``(H, W, 3)`` frame read at ``stamp``
+    (builtin_interfaces/Time): resized to ``width x height`` with INTER_AREA when both are set
+    and differ, then one copy into a bgr8 ``sensor_msgs/Image``."""
+    if width and height and (frame.shape[1], frame.shape[0]) != (width, height):
+        frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+    msg = Image(**array_to_image_fields(frame, 'bgr8'))
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    return msg
+
+
 @dataclass(frozen=True)
 class CameraConfig:
     source: str
@@ -154,13 +166,7 @@ class CameraNode(Node):
             source.close()
 
     def _publish(self, frame, stamp, cfg: CameraConfig) -> None:
-        if cfg.width and cfg.height and (frame.shape[1], frame.shape[0]) != (cfg.width,
-                                                                             cfg.height):
-            frame = cv2.resize(frame, (cfg.width, cfg.height), interpolation=cv2.INTER_AREA)
-        msg = Image(**array_to_image_fields(frame, 'bgr8'))
-        msg.header.stamp = stamp
-        msg.header.frame_id = cfg.frame_id
-        self._pub.publish(msg)
+        self._pub.publish(frame_to_image(frame, stamp, cfg.width, cfg.height, cfg.frame_id))
         self.frames_published += 1
 
     def _pace(self, next_time: float, rate: float) -> float:
