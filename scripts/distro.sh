@@ -8,5 +8,8 @@ case "$GC_ROS" in
           GC_INSTALL=install-jazzy GC_LOG=log-jazzy ;;
   *) echo "GC_ROS must be kilted or jazzy, not '$GC_ROS'" >&2; return 1 2>/dev/null || exit 1 ;;
 esac
+# torch, torchvision, OpenCV, ONNX Runtime (requirements-ml.txt): one venv that both
+# distributions' venvs see through a .pth file (scripts/setup.sh).
+GC_ML_VENV=.venv-ml
 # What a distribution's own setup.bash exports; the nodes read it (gesture_classifier.middleware).
 export ROS_DISTRO="$GC_ROS"

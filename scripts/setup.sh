@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install everything on a machine without a ROS install (Debian 12 / Python >= 3.10, registries
 # only) and run the demo:
-#   1. a venv with the ROS 2 wheels (Kilted; GC_ROS=jazzy for Jazzy), colcon, torch,
-#      torchvision, OpenCV (requirements-*.txt)
+#   1. .venv-ml with torch, torchvision, OpenCV, ONNX Runtime (requirements-ml.txt), shared by
+#      the distributions, and a venv with the ROS 2 wheels (Kilted; GC_ROS=jazzy for Jazzy),
+#      colcon and the test tools (requirements-dev.txt / requirements-jazzy.txt) that sees it
 #   2. point the wheels' CMake exports at this venv (scripts/fix_wheel_cmake_paths.py)
 #   3. colcon build of src/gesture_interfaces and src/gesture_classifier
 #   4. the demo (skip with --no-demo)
@@ -18,20 +19,47 @@ unset _ROS_WHEELS_BOOTSTRAP_COMPLETE
 run_demo=1
 [ "${1:-}" = "--no-demo" ] && run_demo=0
 python="${PYTHON:-python3}"
+ML_PTH=gesture_classifier_ml.pth
 
 say() { printf '\n== %s\n' "$*"; }
 
+site_packages() { "$1/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'; }
+
+# 1a. The model packages, once for all distributions (several GB: the CUDA build of torch).
+if [ ! -x "$GC_ML_VENV/bin/python" ]; then
+  say "creating $GC_ML_VENV (torch, torchvision, OpenCV, ONNX Runtime)"
+  "$python" -m venv "$GC_ML_VENV"
+fi
+ml_hash="$(sha256sum < requirements-ml.txt | cut -c1-16)"
+if [ "$(cat "$GC_ML_VENV/.requirements-hash" 2>/dev/null)" != "$ml_hash" ]; then
+  say "installing torch, torchvision, OpenCV, ONNX Runtime into $GC_ML_VENV (a few minutes, about 6 GB)"
+  # The machine's pip config names local index mirrors that may be absent; their warnings are noise.
+  "$GC_ML_VENV/bin/pip" install --disable-pip-version-check -q -r requirements-ml.txt 2>&1 \
+    | grep -v -e "is ignored: it is neither a file nor a directory" || true
+  "$GC_ML_VENV/bin/python" -c "import torch, torchvision, cv2, yaml, tqdm, onnx, onnxruntime" \
+    || { echo "setup: the model packages did not install; see the pip output above" >&2; exit 1; }
+  echo "$ml_hash" > "$GC_ML_VENV/.requirements-hash"
+fi
+ml_site="$(cd "$(site_packages "$GC_ML_VENV")" && pwd)"
+
+# 1b. The distribution's venv. One made before the model packages were shared holds its own
+# copy of torch (several GB) that would shadow the shared one: make it again.
+if [ -x "$GC_VENV/bin/python" ] && [ ! -f "$(site_packages "$GC_VENV")/$ML_PTH" ]; then
+  say "recreating $GC_VENV: it predates the shared $GC_ML_VENV"
+  rm -rf "$GC_VENV"
+fi
 if [ ! -x "$GC_VENV/bin/python" ]; then
   say "creating $GC_VENV (ROS 2 $GC_ROS)"
   "$python" -m venv "$GC_VENV"
 fi
+# A .pth line is a directory that `site` appends to sys.path at start-up, after the venv's own.
+echo "$ml_site" > "$(site_packages "$GC_VENV")/$ML_PTH"
 # shellcheck disable=SC1091
 . "$GC_VENV/bin/activate"
 
 req_hash="$(cat "$GC_REQ" requirements-common.txt | sha256sum | cut -c1-16)"
 if [ "$(cat "$GC_VENV/.requirements-hash" 2>/dev/null)" != "$req_hash" ]; then
-  say "installing ROS 2 $GC_ROS wheels, colcon, torch, torchvision, OpenCV into $GC_VENV (a few minutes)"
-  # The machine's pip config names local index mirrors that may be absent; their warnings are noise.
+  say "installing ROS 2 $GC_ROS wheels, colcon and the test tools into $GC_VENV (a minute or two)"
   pip install --disable-pip-version-check -q -r "$GC_REQ" 2>&1 \
     | grep -v -e "is ignored: it is neither a file nor a directory" || true
   python -c "import rclpy, torch, torchvision, cv2, yaml, tqdm" \
