@@ -33,6 +33,9 @@ fi
 ml_hash="$(sha256sum < requirements-ml.txt | cut -c1-16)"
 if [ "$(cat "$GC_ML_VENV/.requirements-hash" 2>/dev/null)" != "$ml_hash" ]; then
   say "installing torch, torchvision, OpenCV, ONNX Runtime into $GC_ML_VENV (a few minutes, about 6 GB)"
+  free_gb=$(( $(df -Pk . | awk 'NR == 2 {print $4}') / 1048576 ))
+  [ "$free_gb" -ge 7 ] || printf 'setup: warning: %s GB free here; the model packages take about 6 GB and\n  the tests about 0.5 GB more: pip or the tests may fail with "No space left on device"\n' \
+    "$free_gb" >&2
   # The machine's pip config names local index mirrors that may be absent; their warnings are noise.
   "$GC_ML_VENV/bin/pip" install --disable-pip-version-check -q -r requirements-ml.txt 2>&1 \
     | grep -v -e "is ignored: it is neither a file nor a directory" || true
