@@ -26,6 +26,12 @@ say() { printf '\n== %s\n' "$*"; }
 site_packages() { "$1/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'; }
 
 # 1a. The model packages, once for all distributions (several GB: the CUDA build of torch).
+py_version() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])'; }
+if [ -x "$GC_ML_VENV/bin/python" ] && \
+   [ "$(py_version "$GC_ML_VENV/bin/python")" != "$(py_version "$python")" ]; then
+  say "recreating $GC_ML_VENV for Python $(py_version "$python")"
+  rm -rf "$GC_ML_VENV"
+fi
 if [ ! -x "$GC_ML_VENV/bin/python" ]; then
   say "creating $GC_ML_VENV (torch, torchvision, OpenCV, ONNX Runtime)"
   "$python" -m venv "$GC_ML_VENV"
@@ -47,8 +53,10 @@ ml_site="$(cd "$(site_packages "$GC_ML_VENV")" && pwd)"
 
 # 1b. The distribution's venv. One made before the model packages were shared holds its own
 # copy of torch (several GB) that would shadow the shared one: make it again.
-if [ -x "$GC_VENV/bin/python" ] && [ ! -f "$(site_packages "$GC_VENV")/$ML_PTH" ]; then
-  say "recreating $GC_VENV: it predates the shared $GC_ML_VENV"
+# A venv of another Python version cannot use .venv-ml's packages either.
+if [ -x "$GC_VENV/bin/python" ] && { [ ! -f "$(site_packages "$GC_VENV")/$ML_PTH" ] || \
+   [ "$(py_version "$GC_VENV/bin/python")" != "$(py_version "$python")" ]; }; then
+  say "recreating $GC_VENV: it predates the shared $GC_ML_VENV or is for another Python"
   rm -rf "$GC_VENV"
 fi
 if [ ! -x "$GC_VENV/bin/python" ]; then
