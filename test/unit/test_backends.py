@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gesture_classifier.backends import (BACKENDS, BackendError, available_backends,
-                                         create_runner, export, export_paths)
+                                         create_runner, export, export_paths, require_usable)
 from gesture_classifier.inference import Predictor
 from gesture_classifier.model import ModelFile, create_model, load_model, save_model
 from gesture_classifier.tasks import Task
@@ -60,6 +60,16 @@ def test_unknown_backend_is_refused(trained):
         create_runner(mf, 'tflite')
     with pytest.raises(BackendError, match='unknown backend'):
         export_paths(trained, '../x')
+
+
+def test_require_usable_names_the_choices():
+    for backend in available_backends():
+        require_usable(backend)
+    with pytest.raises(ValueError, match="must be one of pytorch, onnxruntime, tensorrt, got 'x'"):
+        require_usable('x')
+    for backend in set(BACKENDS) - set(available_backends()):
+        with pytest.raises(ValueError, match=f'{backend!r} is not usable here'):
+            require_usable(backend)
 
 
 def test_export_paths_sit_next_to_the_model(tmp_path):

@@ -42,7 +42,8 @@ import torch
 from .fsutil import atomic_write
 from .model import ModelFile
 
-__all__ = ['BACKENDS', 'BackendError', 'available_backends', 'export_paths', 'export',
+__all__ = ['BACKENDS', 'BackendError', 'available_backends', 'require_usable', 'export_paths',
+           'export',
            'create_runner', 'onnx_bytes', 'onnx_model_id', 'build_engine', 'Runner',
            'ONNX_OPSET', 'ONNX_INPUT', 'ONNX_OUTPUT']
 
@@ -78,6 +79,21 @@ def available_backends() -> list[str]:
     if _has('tensorrt') and _has('onnx') and torch.cuda.is_available():
         out.append('tensorrt')
     return out
+
+
+def require_usable(backend: str) -> None:
+    """Check a node's ``backend`` parameter at start.
+
+    Raises:
+        ValueError: ``backend`` is not one of :data:`BACKENDS`, or its packages (or CUDA, for
+            tensorrt) are missing here (:func:`available_backends`).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f'backend must be one of {", ".join(BACKENDS)}, got {backend!r}')
+    available = available_backends()
+    if backend not in available:
+        raise ValueError(f'backend {backend!r} is not usable here (available: '
+                         f'{", ".join(available)}); install its package or choose another')
 
 
 def _check_backend(backend: str) -> None:

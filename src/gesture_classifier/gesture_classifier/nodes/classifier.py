@@ -33,7 +33,7 @@ from gesture_interfaces.msg import ModelInfo, Prediction
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
-from ..backends import BACKENDS, available_backends
+from ..backends import BACKENDS, require_usable
 from ..imaging import ImageFormatError, image_to_array
 from ..inference import Predictor
 from ..training import resolve_device
@@ -52,13 +52,7 @@ class ClassifierNode(Node):
             self, 'backend', 'pytorch', 'What runs the network: pytorch, onnxruntime (CPU, or '
             'CUDA with onnxruntime-gpu) or tensorrt (CUDA)', read_only=True,
             constraints=f'one of {", ".join(BACKENDS)}')
-        if self.backend not in BACKENDS:
-            raise ValueError(f'backend must be one of {", ".join(BACKENDS)}, got '
-                             f'{self.backend!r}')
-        if self.backend not in available_backends():
-            raise ValueError(f'backend {self.backend!r} is not usable here (available: '
-                             f'{", ".join(available_backends())}); install its package or '
-                             'choose another')
+        require_usable(self.backend)
         self.predictor: Predictor | None = None
         self._load_lock = threading.Lock()
         self._load_next: str | None = None  # newest model path waiting for the loader thread

@@ -27,7 +27,7 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 
-from ..backends import BACKENDS, BackendError, available_backends, export
+from ..backends import BACKENDS, BackendError, export, require_usable
 from ..dataset import DatasetError
 from ..model import ModelFileError
 from ..training import Progress, TrainConfig, resolve_device, train_task
@@ -63,10 +63,7 @@ class TrainerNode(Node):
             self, 'backend', 'pytorch', "The classifier's backend: after training, the files "
             'it needs are exported beside the model (nothing for pytorch)', read_only=True,
             constraints=f'one of {", ".join(BACKENDS)}')
-        if self.backend not in available_backends():
-            raise ValueError(f'backend {self.backend!r} is not usable here (known: '
-                             f'{", ".join(BACKENDS)}; available: '
-                             f'{", ".join(available_backends())})')
+        require_usable(self.backend)
         self._busy = threading.Lock()
         self._model_pub = self.create_publisher(ModelInfo, 'model', MODEL_QOS)
         self._server = ActionServer(
