@@ -22,13 +22,19 @@ python="${PYTHON:-python3}"
 ML_PTH=gesture_classifier_ml.pth
 
 say() { printf '\n== %s\n' "$*"; }
-
 site_packages() { "$1/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'; }
+py_version() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])'; }
+# True when the venv $1 exists but was made with another Python version than $python.
+other_python() { [ -x "$1/bin/python" ] && [ "$(py_version "$1/bin/python")" != "$(py_version "$python")" ]; }
+# pip install -r $2 with the venv $1's pip. The machine's pip config names local index mirrors
+# that may be absent; their warnings are noise.
+pip_install() {
+  "$1/bin/pip" install --disable-pip-version-check -q -r "$2" 2>&1 \
+    | grep -v -e "is ignored: it is neither a file nor a directory" || true
+}
 
 # 1a. The model packages, once for all distributions (several GB: the CUDA build of torch).
-py_version() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])'; }
-if [ -x "$GC_ML_VENV/bin/python" ] && \
-   [ "$(py_version "$GC_ML_VENV/bin/python")" != "$(py_version "$python")" ]; then
+if other_python "$GC_ML_VENV"; then
   say "recreating $GC_ML_VENV for Python $(py_version "$python")"
   rm -rf "$GC_ML_VENV"
 fi
@@ -42,9 +48,7 @@ if [ "$(cat "$GC_ML_VENV/.requirements-hash" 2>/dev/null)" != "$ml_hash" ]; then
   free_gb=$(( $(df -Pk . | awk 'NR == 2 {print $4}') / 1048576 ))
   [ "$free_gb" -ge 7 ] || printf 'setup: warning: %s GB free here; the model packages take about 6 GB and\n  the tests about 0.5 GB more: pip or the tests may fail with "No space left on device"\n' \
     "$free_gb" >&2
-  # The machine's pip config names local index mirrors that may be absent; their warnings are noise.
-  "$GC_ML_VENV/bin/pip" install --disable-pip-version-check -q -r requirements-ml.txt 2>&1 \
-    | grep -v -e "is ignored: it is neither a file nor a directory" || true
+  pip_install "$GC_ML_VENV" requirements-ml.txt
   "$GC_ML_VENV/bin/python" -c "import torch, torchvision, cv2, yaml, tqdm, onnx, onnxruntime" \
     || { echo "setup: the model packages did not install; see the pip output above" >&2; exit 1; }
   echo "$ml_hash" > "$GC_ML_VENV/.requirements-hash"
@@ -54,8 +58,8 @@ ml_site="$(cd "$(site_packages "$GC_ML_VENV")" && pwd)"
 # 1b. The distribution's venv. One made before the model packages were shared holds its own
 # copy of torch (several GB) that would shadow the shared one: make it again.
 # A venv of another Python version cannot use .venv-ml's packages either.
-if [ -x "$GC_VENV/bin/python" ] && { [ ! -f "$(site_packages "$GC_VENV")/$ML_PTH" ] || \
-   [ "$(py_version "$GC_VENV/bin/python")" != "$(py_version "$python")" ]; }; then
+if other_python "$GC_VENV" || \
+   { [ -x "$GC_VENV/bin/python" ] && [ ! -f "$(site_packages "$GC_VENV")/$ML_PTH" ]; }; then
   say "recreating $GC_VENV: it predates the shared $GC_ML_VENV or is for another Python"
   rm -rf "$GC_VENV"
 fi
@@ -71,8 +75,7 @@ echo "$ml_site" > "$(site_packages "$GC_VENV")/$ML_PTH"
 req_hash="$(cat "$GC_REQ" requirements-common.txt | sha256sum | cut -c1-16)"
 if [ "$(cat "$GC_VENV/.requirements-hash" 2>/dev/null)" != "$req_hash" ]; then
   say "installing ROS 2 $GC_ROS wheels, colcon and the test tools into $GC_VENV (a minute or two)"
-  pip install --disable-pip-version-check -q -r "$GC_REQ" 2>&1 \
-    | grep -v -e "is ignored: it is neither a file nor a directory" || true
+  pip_install "$GC_VENV" "$GC_REQ"
   python -c "import rclpy, torch, torchvision, cv2, yaml, tqdm" \
     || { echo "setup: the Python packages did not install; see the pip output above" >&2; exit 1; }
   python scripts/fix_wheel_cmake_paths.py
