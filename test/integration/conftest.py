@@ -5,6 +5,7 @@ V4L2 device uses."""
 from __future__ import annotations
 
 import contextlib
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,18 @@ def graph_overrides(data_dir, **per_node) -> dict:
     for name, params in per_node.items():
         overrides[name].update(params)
     return overrides
+
+
+def seed_dataset(data_dir: Path, per_class: int) -> Path:
+    """Copy the first ``per_class`` real thumbs photos of each class into the thumbs task's
+    dataset under ``data_dir`` (so a model can be trained without collecting); returns the
+    dataset folder."""
+    dataset = Path(data_dir) / 'thumbs' / 'dataset'
+    for label in CLASSES:
+        (dataset / label).mkdir(parents=True)
+        for src in sorted((THUMBS / label).glob('*.jpg'))[:per_class]:
+            shutil.copyfile(src, dataset / label / src.name)
+    return dataset
 
 
 def start_nodes(names, overrides, out) -> NodeGroup:

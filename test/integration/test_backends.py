@@ -3,7 +3,6 @@ model, the classifier picks that export up on hot reload (without exporting agai
 predictions on the camera's real frames agree with PyTorch in this process."""
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 
@@ -19,7 +18,8 @@ from gesture_classifier.nodes.common import IMAGE_SUB_QOS, MODEL_QOS
 from gesture_interfaces.msg import ModelInfo
 from sensor_msgs.msg import Image
 
-from .conftest import CLASSES, THUMBS, System, graph_overrides, running_graph, start_nodes
+from .conftest import (CLASSES, THUMBS, System, graph_overrides, running_graph, seed_dataset,
+                       start_nodes)
 
 pytestmark = pytest.mark.skipif('onnxruntime' not in available_backends(),
                                 reason='onnxruntime/onnx not installed')
@@ -36,11 +36,7 @@ def onnx_system(tmp_path_factory):
         pytest.skip(f'shared test data not found: {THUMBS}')
     tmp = tmp_path_factory.mktemp('onnx')
     data_dir = tmp / 'data'
-    for label in CLASSES:
-        folder = data_dir / 'thumbs' / 'dataset' / label
-        folder.mkdir(parents=True)
-        for src in sorted((THUMBS / label).glob('*.jpg'))[:8]:
-            shutil.copyfile(src, folder / src.name)
+    seed_dataset(data_dir, 8)
     overrides = graph_overrides(
         data_dir, camera=dict(source=str(THUMBS / 'thumbs_down'), width=0, height=0,
                               rate=10.0, loop=True))

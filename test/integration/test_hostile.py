@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import array
 import math
-import shutil
 import time
 
 import cv2
@@ -21,7 +20,8 @@ from gesture_classifier.client import TrainStatus
 from gesture_classifier.imaging import ENCODINGS
 from gesture_classifier.nodes.common import IMAGE_PUB_QOS
 
-from .conftest import CLASSES, COUNTS, THUMBS, connect, start_nodes, graph_overrides
+from .conftest import (CLASSES, COUNTS, THUMBS, connect, graph_overrides, seed_dataset,
+                       start_nodes)
 
 pytestmark = pytest.mark.timeout(900)
 HYPO = settings(max_examples=150, deadline=None, derandomize=True, database=None,
@@ -34,11 +34,7 @@ def hostile(tmp_path_factory):
         pytest.skip(f'shared test data not found: {THUMBS}')
     root = tmp_path_factory.mktemp('hostile')
     data_dir = root / 'data'
-    dataset = data_dir / 'thumbs' / 'dataset'
-    for label in CLASSES:  # a few real samples so a model can be trained first
-        (dataset / label).mkdir(parents=True)
-        for p in sorted((THUMBS / label).glob('*.jpg'))[:4]:
-            shutil.copy(p, dataset / label / p.name)
+    dataset = seed_dataset(data_dir, 4)  # a few real samples so a model can be trained first
     # The test is the only source of frames: the camera points at nothing.
     overrides = graph_overrides(data_dir, camera=dict(source=str(root / 'no_camera')),
                                collector=dict(max_collect_rate=1000.0),

@@ -43,16 +43,16 @@ def _stop_camera(system) -> None:
 def test_camera_sized_frames_reach_best_effort_subscribers(system, size):
     """Frames above Fast DDS's default 512 KiB shared-memory segment (640x480 rgb/bgr8 is
     900 KiB) used to reach sensor-data (best-effort) subscribers at 1-2 of 30 FPS; with
-    config/fastdds.xml (set by the nodes and the client) they all arrive. Counted in this
-    process with the classifier's own QoS."""
+    config/fastdds.xml (set by the nodes and the client) they arrive: at 10 FPS, at least 60 %
+    (a loaded CI machine may miss some). Counted in this process with the classifier's QoS."""
     gc = system.client
     width, height = size
     received = []
     sub = gc.node.create_subscription(
         Image, 'image_raw', lambda m: received.append((m.width, m.height)), IMAGE_SUB_QOS)
     try:
-        use_source(system, THUMBS / 'thumbs_up', loop=True)
-        gc.set_camera_parameters(width=width, height=height, rate=10.0)
+        use_source(system, THUMBS / 'thumbs_up', loop=True, width=width, height=height,
+                   rate=10.0)
         _wait_until(lambda: (width, height) in received, 10, f'a {width}x{height} frame')
         start = received.count((width, height))
         time.sleep(3.0)
