@@ -6,8 +6,8 @@ a trained model classifies them and publishes ``predictions``. Over the window:
 
 - throughput: predictions of frames published in the window / window length (1/s);
 - latency: receive time of the prediction - header.stamp (ms, one clock);
-- frame age when the node started on it: latency - Prediction.inference_time (ms): how long
-  the frame waited (transport + queue) before the node's callback started its clock;
+- frame age: latency - Prediction.inference_time (ms): the image's transport and wait in the
+  node's queue, plus the Prediction's publish and transport back;
 - frames dropped: frames published in the window that got no prediction (the image
   subscription keeps only the newest frame, by design).
 
@@ -17,8 +17,8 @@ back to back, with no node running: per-frame time (ms) and throughput (1/s).
 Targets: node throughput >= 0.9 x min(bare FPS, 30 offered); node latency p50 <= bare p50 +
 5 ms; max frame age <= bare p50 + 33.3 ms (one inference period plus one frame period).
 
-Backends: every backend of ``gesture_classifier.backends.available_backends()`` (pytorch
-alone when the project has no backends) is measured in turn, its bare loop first (no node
+Backends: every backend of ``gesture_classifier.backends.available_backends()`` is measured
+in turn, its bare loop first (no node
 running), then the node; a backend comparison of the bare loops closes the section.
 """
 from __future__ import annotations
@@ -26,6 +26,7 @@ from __future__ import annotations
 import gc
 import time
 
+from gesture_classifier.backends import available_backends
 from gesture_classifier.client import GestureClient
 from gesture_classifier.inference import Predictor
 
@@ -41,28 +42,6 @@ FRAME_PERIOD_MS = 1000.0 / FRAME_RATE
 FIRST_PREDICTION_TIMEOUT_S = 30.0
 
 
-def backends() -> list[str]:
-    """The inference backends usable here (gesture_classifier.backends.available_backends,
-    when the project has it; otherwise only 'pytorch')."""
-    try:
-        from gesture_classifier.backends import available_backends
-    except ImportError:
-        return ['pytorch']
-    return list(available_backends())
-
-
-def backend_kwargs(backend: str) -> dict:
-    """Keyword arguments selecting ``backend`` (none for the default, pytorch, so that the
-    bench also runs against a Predictor without backends)."""
-    return {} if backend == 'pytorch' else {'backend': backend}
-
-
-def load_predictor(model_path, device: str, backend: str) -> Predictor:
-    """The project's Predictor for ``model_path`` on ``backend``."""
-    return Predictor.from_file(model_path, device, expected_classes=CLASSES,
-                               **backend_kwargs(backend))
-
-
 def measure_bare(model_path, frames, backend: str, cfg: Settings) -> dict:
     """Run ``Predictor.predict`` on ``frames`` (RGB uint8 arrays) back to back in this
     process for ``cfg.bare_window_s`` seconds after 5 warm-up calls.
@@ -71,7 +50,8 @@ def measure_bare(model_path, frames, backend: str, cfg: Settings) -> dict:
         dict with ``per_frame_ms`` (summary of the per-call times, perf_counter), ``fps``
         (calls / wall time of the loop), ``cpu_ms_per_frame`` (process CPU time / calls).
     """
-    predictor = load_predictor(model_path, cfg.device, backend)
+    predictor = Predictor.from_file(model_path, cfg.device, expected_classes=CLASSES,
+                                    backend=backend)
     for frame in frames[:5]:
         predictor.predict(frame, 'rgb')
     times = []
@@ -82,7 +62,7 @@ def measure_bare(model_path, frames, backend: str, cfg: Settings) -> dict:
         predictor.predict(frame, 'rgb')
         times.append((time.perf_counter() - t) * 1e3)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
-    description = getattr(predictor, 'description', f'pytorch on {cfg.device}')
+    description = predictor.description
     del predictor
     gc.collect()
     return {'backend': backend, 'runs': description, 'per_frame_ms': summarize(times),
@@ -93,7 +73,7 @@ def measure_node(ws: Workspace, model_path, backend: str, cfg: Settings) -> dict
     """Publish the frames at 30 FPS to a classifier node process on ``backend`` and measure
     its predictions for ``cfg.classifier_window_s`` s after ``cfg.warmup_s`` s of warm-up
     following its first prediction. See the module docstring for the figures."""
-    params = {'model_path': str(model_path), 'device': cfg.device, **backend_kwargs(backend)}
+    params = {'model_path': str(model_path), 'device': cfg.device, 'backend': backend}
     with GestureClient() as client:
         recorder = PredictionRecorder(client)
         clock = client.node.get_clock()
@@ -145,8 +125,8 @@ def rows_for(backend: str, bare: dict, node: dict) -> list[Row]:
             'bare per-frame p99', 'diff'),
         Row(SECTION, p + 'frame age max', 'ms', node['frame_age_ms']['max'], bare_ms['p50'],
             'bare per-frame p50', 'diff', Target('<=', 'diff', FRAME_PERIOD_MS),
-            note='frame age = latency - Prediction.inference_time: time from header.stamp '
-                 'until the classifier callback started timing (transport + waiting)'),
+            note='frame age = latency - Prediction.inference_time: image transport and '
+                 'queueing, plus the prediction\'s publish and transport back'),
         Row(SECTION, p + 'frame age p50', 'ms', node['frame_age_ms']['p50']),
         Row(SECTION, p + 'inference_time p50', 'ms', node['inference_time_ms']['p50'],
             bare_ms['p50'], 'bare per-frame p50', 'diff'),
@@ -155,7 +135,7 @@ def rows_for(backend: str, bare: dict, node: dict) -> list[Row]:
         Row(SECTION, p + 'frames dropped', 'frames', node['published'] - node['classified'],
             node['published'], 'frames published in window', 'ratio'),
     ]
-    if backend != 'pytorch' and node['backend_parameter'] != backend:
+    if node['backend_parameter'] != backend:
         for row in rows:
             row.value = None
         rows[0].note = (f'the classifier node reports backend {node["backend_parameter"]!r}, '
@@ -170,7 +150,7 @@ def run(ws: Workspace, cfg: Settings) -> SectionResult:
     raw: dict = {'offered': f'{FRAME_RATE:g} FPS of {len(frames)} real photos, '
                             f'{FRAME_SIZE[0]}x{FRAME_SIZE[1]} rgb8', 'backends': {}}
     rows: list[Row] = []
-    for backend in backends():
+    for backend in available_backends():
         log(f'classifier [{backend}]: bare loop, {cfg.bare_window_s:g} s')
         try:
             bare = measure_bare(model_path, frames, backend, cfg)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import time
 
+import cv2
+
 from gesture_classifier.client import GestureClient
 from gesture_classifier.dataset import save_sample
 from gesture_classifier.tasks import Task
@@ -35,7 +37,9 @@ def measure_bare(ws: Workspace, calls: int) -> dict:
     """``save_sample`` of ``calls`` of the 640x480 frames (as the collector receives them from
     the camera: bgr8) into a scratch dataset; per-call wall times (ms)."""
     task = Task.create(TASK, CLASSES, data_dir=ws.root / 'collect-bare')
-    frames = [f[:, :, ::-1] for f in ws.frames()]  # RGB -> BGR views, as image_to_array gives
+    # Contiguous BGR, as image_to_array gives the collector for a bgr8 message (a reversed view
+    # would make save_sample copy each frame inside the timing).
+    frames = [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in ws.frames()]
     times = []
     for i in range(calls):
         t = time.perf_counter()

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from rcl_interfaces.msg import ParameterType
+from rclpy.parameter import parameter_value_to_python
 from rcl_interfaces.srv import GetParameters
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -387,13 +387,8 @@ def node_parameter(node, target: str, name: str, timeout: float = 30.0):
                           f'get parameter {target}.{name}')
     finally:
         node.destroy_client(client)
-    value = res.values[0] if res.values else None
-    if value is None or value.type == ParameterType.PARAMETER_NOT_SET:
-        return None
-    return {ParameterType.PARAMETER_STRING: value.string_value,
-            ParameterType.PARAMETER_BOOL: value.bool_value,
-            ParameterType.PARAMETER_INTEGER: value.integer_value,
-            ParameterType.PARAMETER_DOUBLE: value.double_value}.get(value.type)
+    # None for PARAMETER_NOT_SET (a parameter the node does not declare)
+    return parameter_value_to_python(res.values[0]) if res.values else None
 
 
 # -- the bench process's endpoints -----------------------------------------------------------
