@@ -122,7 +122,7 @@ def train_and_test(train: ImageSet, tests: dict[str, ImageSet], recipe: str, see
                      on_progress=on_progress)
     seconds = time.perf_counter() - start
     # Score the file the classifier would load, not the in-memory model.
-    model = load_model(out.model.path, expected_classes=train.class_names).model
+    loaded = load_model(out.model.path, expected_classes=train.class_names)
     result = {'recipe': recipe, 'seed': seed, 'weights': weights, 'epochs': epochs,
               'pretrained_like': weights == 'standin', 'train_images': out.train_images,
               'val_images': out.val_images, 'val_accuracy': out.fit.val_accuracy,
@@ -131,7 +131,7 @@ def train_and_test(train: ImageSet, tests: dict[str, ImageSet], recipe: str, see
               'epoch_cpu_seconds': [b - a for a, b in zip([start_cpu] + epoch_cpu, epoch_cpu)],
               'tests': {}}
     for name, data in tests.items():
-        result['tests'][name] = scores(predict_batches(model, data.images, SPEC),
+        result['tests'][name] = scores(predict_batches(loaded.model, data.images, loaded.spec),
                                        data.targets, data.class_names)
     return result
 
