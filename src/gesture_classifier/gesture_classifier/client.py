@@ -297,15 +297,18 @@ class GestureClient:
     # -- train -----------------------------------------------------------------------------
     def send_train_goal(self, epochs: int, batch_size: int = 0, learning_rate: float = 0.0,
                         on_feedback: Callable[[Train.Feedback], None] | None = None,
-                        timeout: float = 10.0, start: int = Train.Goal.START_AUTO,
-                        from_model_id: str = '', keep_last_epoch: bool = False):
+                        timeout: float = 10.0, recipe: str = '',
+                        start: int = Train.Goal.START_AUTO, from_model_id: str = '',
+                        keep_last_epoch: bool = False):
         """Send a goal; returns the accepted goal handle, or None when it was rejected.
-        ``start``: Train.Goal.START_AUTO (continue from the current model when it fits),
-        START_CONTINUE or START_FRESH (see Train.action)."""
+        ``recipe``: a preset name, '' = the trainer's; ``start``: Train.Goal.START_AUTO
+        (continue from the current model when it fits), START_CONTINUE or START_FRESH;
+        ``from_model_id``: the version to continue from ('' = current); ``keep_last_epoch``:
+        save the last epoch instead of the best-validating one (see Train.action)."""
         if not self._train.wait_for_server(timeout_sec=timeout):
             raise ClientError('train action not available')
         goal = Train.Goal(epochs=epochs, batch_size=batch_size,
-                          learning_rate=float(learning_rate), start=start,
+                          learning_rate=float(learning_rate), recipe=recipe, start=start,
                           from_model_id=from_model_id, keep_last_epoch=keep_last_epoch)
         handle = wait_future(self._train.send_goal_async(
             goal, feedback_callback=(lambda fb: on_feedback(fb.feedback)) if on_feedback
@@ -317,7 +320,7 @@ class GestureClient:
 
     def train(self, epochs: int, batch_size: int = 0, learning_rate: float = 0.0,
               on_feedback: Callable[[Train.Feedback], None] | None = None,
-              timeout: float = 3600.0, **goal) -> TrainOutcome:
+              timeout: float = 3600.0, recipe: str = '', **goal) -> TrainOutcome:
         """Train and wait for the result. A rejected goal gives status REJECTED (the trainer
         logs why: another goal running, or values out of range)."""
         count = [0]
@@ -327,7 +330,8 @@ class GestureClient:
             if on_feedback:
                 on_feedback(f)
 
-        handle = self.send_train_goal(epochs, batch_size, learning_rate, fb, **goal)
+        handle = self.send_train_goal(epochs, batch_size, learning_rate, fb, recipe=recipe,
+                                      **goal)
         if handle is None:
             return TrainOutcome(TrainStatus.REJECTED, None, 0)
         res = wait_future(handle.get_result_async(), timeout, 'train result')
