@@ -77,12 +77,17 @@ def _decode(path: Path) -> np.ndarray | None:
     return cv2.imdecode(data, cv2.IMREAD_COLOR)
 
 
-def load_images(task: Task, spec: PreprocessSpec) -> ImageSet:
+def load_images(task: Task, spec: PreprocessSpec, allow_empty: bool = False) -> ImageSet:
     """Decode every image of every class of ``task`` once, resized to ``spec.input_size``.
+
+    Args:
+        allow_empty: a class without images is fine (evaluation) as long as some class has
+            one; training needs every class (False).
 
     Raises:
         DatasetError: the dataset folder is missing, or a class has no readable image (the
-            message names the class and folder; a model needs every class of the task).
+            message names the class and folder; a model needs every class of the task), or,
+            with ``allow_empty``, no class has one.
     """
     if not task.dataset_dir.is_dir():
         raise DatasetError(f'dataset folder {task.dataset_dir} does not exist: collect images '
@@ -108,10 +113,10 @@ def load_images(task: Task, spec: PreprocessSpec) -> ImageSet:
             found += 1
         if not found:
             empty.append(label)
-    if empty:
+    if empty and (not allow_empty or len(empty) == len(task.classes)):
         raise DatasetError(f'no readable images for class(es) {empty} in {task.dataset_dir} '
                            f'(every class of task {task.name!r} needs at least one)')
-    return ImageSet(images=torch.stack(images), targets=torch.tensor(targets),
+    return ImageSet(images=torch.stack(images), targets=torch.tensor(targets, dtype=torch.int64),
                     class_names=task.classes, paths=paths, skipped=skipped)
 
 
