@@ -270,9 +270,23 @@ class CollectorNode(Node):
         if self._recording is not None:
             return self._fail(response, self._busy(), label)
         now = time.monotonic()
-        if now - self._last_saved < 1.0 / self.max_collect_rate:
+        with self._lock:  # requests are served in parallel: check and reserve in one step
+            previous = self._last_saved
+            if now - previous < 1.0 / self.max_collect_rate:
+                limited = True
+            else:
+                limited, self._last_saved = False, now
+        if limited:
             return self._fail(response, f'too many requests: at most '
                               f'{self.max_collect_rate:g} collects per second', label)
+        response = self._collect_one(label, now, response)
+        if not response.success:
+            with self._lock:  # a refused request does not count against the rate
+                if self._last_saved == now:
+                    self._last_saved = previous
+        return response
+
+    def _collect_one(self, label: str, now: float, response: Collect.Response):
         msg, received = self._latest, self._received
         if msg is None:
             return self._fail(response, f'{NO_FRAME_YET} on '
@@ -287,7 +301,6 @@ class CollectorNode(Node):
                 if self._recording is not None:
                     return self._fail(response, self._busy(), label)
                 path, count = save_sample(self.task, label, view.pixels, view.order)
-                self._last_saved = now
         except ImageFormatError as exc:
             return self._fail(response, f'malformed image message: {exc}', label)
         except (OSError, ValueError) as exc:

@@ -277,7 +277,8 @@ class TrainerNode(Node):
             return result
         mf = out.model
         result.success = True
-        result.model_path, result.model_id = str(mf.path), mf.model_id
+        # the task's model file (a hard link to the version <models>/<model_id>.pt)
+        result.model_path, result.model_id = str(self.task.model_path), mf.model_id
         result.total_epochs, result.saved_epoch = mf.total_epochs, fit.saved_epoch
         result.best_epoch_selected, result.best_epoch = fit.best_selected, fit.best_epoch
         result.best_val_accuracy = float(fit.best_val_accuracy)
