@@ -106,9 +106,15 @@ def train_and_test(train: ImageSet, tests: dict[str, ImageSet], recipe: str, see
     cfg = TrainConfig(epochs=epochs, seed=seed, recipe=RECIPES[recipe])
     epoch_ends = []
     start = time.perf_counter()
+
+    def on_progress(p):
+        if p.batch == p.batches:
+            epoch_ends.append(time.perf_counter())
+            log(f'  {recipe} seed {seed} epoch {p.epoch}/{p.epochs}: loss {p.loss:.3f}, '
+                f'{epoch_ends[-1] - start:.0f} s')
+
     out = train_task(task, cfg, WEIGHTS[weights], spec=SPEC, data=train,
-                     on_progress=lambda p: p.batch == p.batches and
-                     epoch_ends.append(time.perf_counter()))
+                     on_progress=on_progress)
     seconds = time.perf_counter() - start
     # Score the file the classifier would load, not the in-memory model.
     model = load_model(out.model.path, expected_classes=train.class_names).model
@@ -249,12 +255,23 @@ def main(argv=None) -> int:
                                           for name, sc in run['tests'].items())
                         log(f'{section} {recipe} {w} seed {seed}: {shown}; '
                             f"{run['seconds_per_epoch']:.1f} s/epoch")
+                        write_results(runs, started, args, recipes, seeds, weights, sections,
+                                      complete=False)
+    table = write_results(runs, started, args, recipes, seeds, weights, sections,
+                          complete=True)
+    print(table)
+    return 0
+
+
+def write_results(runs: list[dict], started: dt.datetime, args, recipes, seeds, weights,
+                  sections, complete: bool) -> str:
+    """Write the JSON (after every run, so an interrupted benchmark keeps what it measured;
+    ``complete`` says whether every planned run is in) and return the table."""
     rows = summarise(runs)
     table = format_table(rows)
-    print(table)
     finished = dt.datetime.now(dt.timezone.utc)
     out = {'started': started.isoformat(timespec='seconds'),
-           'finished': finished.isoformat(timespec='seconds'),
+           'finished': finished.isoformat(timespec='seconds'), 'complete': complete,
            'settings': {'recipes': {r: RECIPES[r].__dict__ for r in recipes}, 'seeds': seeds,
                         'epochs': args.epochs, 'weights': weights, 'sections': sections,
                         'batch_size': TrainConfig(epochs=1).batch_size,
@@ -266,8 +283,9 @@ def main(argv=None) -> int:
     text = json.dumps(out, indent=1, default=str)
     (RESULTS / name).write_text(text)
     (RESULTS / 'learning-latest.json').write_text(text)
-    log(f'results: bench/results/{name} ({(finished - started).total_seconds():.0f} s)')
-    return 0
+    if complete:
+        log(f'results: bench/results/{name} ({(finished - started).total_seconds():.0f} s)')
+    return table
 
 
 if __name__ == '__main__':

@@ -106,5 +106,9 @@ if [ "$run_demo" = 1 ]; then
   say "running the demo (collect -> train -> classify on real photos)"
   export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-$(( (RANDOM % 90) + 1 ))}"
   export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
-  demo
+  # On the development and CI machines the genuine ImageNet weights cannot be had; the
+  # ImageNet-like stand-in beside the repository shows the pretrained path (the demo says so).
+  standin="$root/../shared/models/resnet18_imagenet_standin.pth"
+  if [ -f "$standin" ]; then demo --initial-weights "$(cd "$(dirname "$standin")" && pwd)/$(basename "$standin")"
+  else demo; fi
 fi

@@ -15,7 +15,9 @@ from gesture_interfaces.msg import ModelInfo, Prediction
 from sensor_msgs.msg import Image
 
 from gesture_classifier.client import ClientError, TrainStatus
+from gesture_classifier.model import load_model
 from gesture_classifier.nodes.common import IMAGE_PUB_QOS, IMAGE_SUB_QOS, MODEL_QOS
+from gesture_classifier.training import DEFAULT_RECIPE
 
 from .conftest import CLASSES, THUMBS, VIDEO, stamp, use_source
 
@@ -188,6 +190,9 @@ def test_train_reports_feedback_and_saves_the_model(system, trained):
     assert result.train_images + result.val_images == 12 and result.val_images == 2
     assert 0.0 <= result.train_accuracy <= 1.0 and 0.0 <= result.val_accuracy <= 1.0
     assert not result.pretrained and 'random' in result.message.lower()
+    assert 'will not recognise people' in result.message and result.initial_weights == 'none'
+    assert result.recipe == DEFAULT_RECIPE and repr(DEFAULT_RECIPE) in result.message
+    assert load_model(system.model_path).recipe == DEFAULT_RECIPE
     batches = math.ceil(result.train_images / 4)
     assert len(feedback) == 2 * batches, 'feedback must come once per batch'
     progress = [f.progress for f in feedback]
@@ -258,7 +263,9 @@ def test_second_goal_is_rejected_and_cancel_keeps_the_model(system, trained):
 @pytest.mark.parametrize('goal', [dict(epochs=0), dict(epochs=100000),
                                   dict(epochs=1, batch_size=100000),
                                   dict(epochs=1, learning_rate=float('nan')),
-                                  dict(epochs=1, learning_rate=5.0)])
+                                  dict(epochs=1, learning_rate=5.0),
+                                  dict(epochs=1, recipe='bogus'),
+                                  dict(epochs=1, recipe='../dli')])
 def test_out_of_range_goals_are_rejected(system, goal):
     assert system.client.send_train_goal(**goal) is None
 

@@ -103,6 +103,19 @@ def classify_class(gc: GestureClient, label: str, folder: Path, expected: int,
     return out
 
 
+def weights_summary(result) -> str:
+    """What the backbone started from, in words (Train.Result.initial_weights/pretrained)."""
+    if result.pretrained:
+        return 'ImageNet (pretrained)'
+    if result.initial_weights == 'none' or 'RANDOM' in result.message:
+        return 'NOT pretrained (random) - see the trainer message above'
+    name = Path(result.initial_weights).name
+    if 'standin' in name:
+        return (f'{name}: the ImageNet-like stand-in of ../shared/models, NOT the genuine '
+                'ImageNet weights (see its README)')
+    return f'from the file {result.initial_weights}'
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog='demo', description=__doc__.splitlines()[0])
     parser.add_argument('--workdir', default='var/demo', help='cleared and reused each run')
@@ -110,6 +123,10 @@ def main(argv=None) -> int:
     parser.add_argument('--holdout', type=int, default=10,
                         help='photos per class kept out of collection for testing')
     parser.add_argument('--rate', type=float, default=5.0, help='camera frames per second')
+    parser.add_argument('--initial-weights', default='',
+                        help="the trainer's initial_weights (default: the parameter file's, "
+                             "'imagenet'); scripts/setup.sh passes the ImageNet-like stand-in "
+                             'of ../shared/models where it exists')
     args = parser.parse_args(argv)
 
     work = Path(args.workdir).resolve()
@@ -128,6 +145,8 @@ def main(argv=None) -> int:
         'camera': {'source': str(folders['holdout'][CLASSES[0]]), 'width': 0, 'height': 0,
                    'rate': args.rate, 'loop': True},
     }
+    if args.initial_weights:
+        overrides['trainer'] = {'initial_weights': args.initial_weights}
     overrides = {n: {**overrides['*'], **overrides.get(n, {})} for n in NODES}
     log_path = work / 'nodes.log'
     t0 = time.monotonic()
@@ -191,8 +210,7 @@ def main(argv=None) -> int:
     print(f'trained   : {result.epochs_completed} epochs in {train_s:.0f} s '
           f'({n_feedback} feedback messages) on {result.train_images} images, validation '
           f'accuracy {result.val_accuracy:.2f} on {result.val_images}')
-    print(f'weights   : {"ImageNet (pretrained)" if result.pretrained else "NOT pretrained"}'
-          f' - see the trainer message above')
+    print(f'weights   : {weights_summary(result)}; recipe {result.recipe!r}')
     print(f'model     : {result.model_path}')
     print(f'held out  : {total} photos never collected, accuracy {accuracy:.2f} '
           f'({", ".join(f"{c} {correct[c]}/{len(results[c])}" for c in CLASSES)})')

@@ -1,11 +1,23 @@
-"""Fine-tuning recipe of the NVIDIA DLI classification tool, as plain functions.
+"""Fine-tuning of ResNet-18 on a task's images, as plain functions, with named recipes.
 
-Recipe: ResNet-18 (all layers trained) with a new ``fc`` layer, Adam (lr 1e-3), batch size 8,
-cross-entropy loss, ``ColorJitter(0.2, 0.2, 0.2, 0.2)`` augmentation, the shared
-:mod:`.preprocess` (resize to 224, ImageNet normalisation). Added here: a stratified held-out
-validation split (``val_fraction``) so the result reports accuracy on unseen images, a seed for
-repeatable runs, and hooks for progress (called after every batch) and cancellation (checked
-before every batch).
+A :class:`Recipe` says which layers train, how BatchNorm behaves, the optimiser, the
+augmentation and whether weights are averaged. Presets (:data:`RECIPES`):
+
+- ``generalise`` (the default): the stem, ``layer1`` and ``layer2`` keep their pretrained
+  weights; one epoch trains only the new ``fc`` (linear probe), then ``layer3``, ``layer4`` and
+  ``fc`` fine-tune with AdamW (``fc`` 1e-3, backbone 1e-4, weight decay 1e-4, cosine decay),
+  BatchNorm frozen, label smoothing 0.1, "camera" augmentation (crop/zoom/aspect, rotation,
+  colour, grayscale, blur), and the saved weights are the average of the second half's epochs.
+  Chosen by the learning benchmark (``bench/learning.py``; figures in the README) for the
+  accuracy of its *worst* seed on people the model was not trained on.
+- ``dli``: the NVIDIA DLI notebook's recipe (every layer, Adam 1e-3, BatchNorm re-estimated on
+  batches of 8, ``ColorJitter(0.2, 0.2, 0.2, 0.2)``), to reproduce the course.
+- ``layer4``, ``linear_probe``: fewer trained layers, for comparison.
+
+Common to all: batch size 8, cross-entropy, the shared :mod:`.preprocess` (the whole frame
+resized to 224, ImageNet normalisation) at training and at inference, a stratified held-out
+validation split (``val_fraction``), a seed for repeatable runs, and hooks for progress
+(called after every batch) and cancellation (checked before every batch).
 
 Layout after torchvision ``references/classification/train.py``: :func:`train_one_epoch`,
 :func:`evaluate`, and :func:`fit` over epochs; :func:`train_task` goes from a task's folders to
@@ -499,10 +511,9 @@ def fit(model: nn.Module, train_images: torch.Tensor, train_targets: torch.Tenso
         if stopped:
             return FitResult(epoch - 1, train_acc, val_acc, cancelled=True)
         if recipe.average == 'swa' and epoch >= first_averaged:
-            if averaged is None:
+            if averaged is None:  # a copy that counts nothing yet
                 averaged = torch.optim.swa_utils.AveragedModel(model)
-            else:
-                averaged.update_parameters(model)
+            averaged.update_parameters(model)
         val_acc, val_loss = validate(model, val_images, val_targets, spec)
         history[epoch] = train_acc
         LOG.info('epoch %d/%d: train accuracy %.3f, val accuracy %.3f, val loss %.3f', epoch,
