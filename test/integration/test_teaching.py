@@ -248,3 +248,44 @@ def test_deleting_samples_while_training(loop):
     assert res.result.message
     assert gc.restore(d.deleted).success
     system.alive()
+
+
+def test_cli_verbs(loop, capsys):
+    """gesture_cli over the same graph: every new verb prints what it did."""
+    from gesture_classifier.cli import main
+    gc, state, system = loop['gc'], loop['state'], loop['system']
+    current = gc.model_list().current_model_id
+
+    def run(*argv):
+        code = main(list(argv))
+        return code, capsys.readouterr().out
+
+    code, out = run('counts')
+    assert code == 0 and 'thumbs_up' in out and 'trash:' in out
+    code, out = run('models')
+    assert code == 0 and f'* {current}' in out
+    code, out = run('evaluate')
+    assert code == 0 and 'true \\ predicted' in out and 'validation:' in out and \
+        'training:' in out
+    code, out = run('collect', 'thumbs_up', '-n', '3', '--interval', '0.1')
+    assert code == 0 and out.count('ok   thumbs_up') == 3, out
+    code, out = run('undo', '-n', '2', '--label', 'thumbs_up')
+    assert code == 0 and 'counts now' in out, out
+    code, out = run('restore')
+    assert code == 0 and out.count(str(system.dataset)) == 2, out
+    code, out = run('record', 'thumbs_up', '--seconds', '1', '--interval', '0.2')
+    assert code == 0 and 'max_duration' in out, out
+    code, out = run('delete', '../../etc/passwd')
+    assert code == 1 and 'FAIL' in out
+    other = next(m.model_id for m in gc.model_list().models if m.model_id != current)
+    code, out = run('use', other)
+    assert code == 0 and 'is current' in out, out
+    code, out = run('use', state['first'].model_id)  # pruned (keep_models=3)
+    assert code == 1 and 'no model version' in out, out
+    code, out = run('export', 'cli.pt')
+    assert code == 0 and 'cli.pt' in out
+    code, out = run('import', 'cli.pt')
+    assert code == 0 and 'imported' in out
+    code, out = run('train', '--epochs', '1', '--continue')
+    assert code == 0 and 'SUCCEEDED' in out and '(continued)' in out, out
+    assert 'true \\ predicted' in out  # the validation confusion matrix after training
