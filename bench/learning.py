@@ -19,8 +19,12 @@ weights and seed:
   are held out are never trained on), about 30 % of the sessions held out;
 - ``rps``: rock/paper/scissors of ``rps_drgfreeman_subset``, a random 30 % held out (one
   green-screen set with no session or person information, so this is *not* a new-person test);
-- seconds per epoch (training time of the goal / epochs, validation included), measured in
-  the same run for every recipe, so the ratios compare on this noisy machine.
+- seconds per epoch (training time of the goal / epochs, validation included) of every run;
+- ``speed``: the recipes' epoch times side by side: each recipe trains 3 epochs on the
+  ``eval`` training images, recipes interleaved, twice; the figure is the median wall-clock
+  and process CPU time of epochs 2 and 3 (steady state: after one-time costs and, for
+  ``generalise``, after its cheaper head-only first epoch), and its ratio to ``dli`` (the
+  course's recipe, what the trainer used before) from the same run.
 
 Starting weights: ``standin`` is the ImageNet-like stand-in ``../shared/models/
 resnet18_imagenet_standin.pth`` (NOT the genuine ImageNet weights: see its README; figures
@@ -64,7 +68,7 @@ PEOPLE = {'jaygarg20': 'thumbs_jaygarg20', 'wincle626': 'thumbs_wincle626',
 EVAL_SET = 'thumbs_dharshinidayakar_eval'
 FINGERS = ('1', '2', '3', '4', '5')
 RPS = ('rock', 'paper', 'scissors')
-SECTIONS = ('eval', 'lopo', 'fingers', 'rps')
+SECTIONS = ('eval', 'lopo', 'fingers', 'rps', 'speed')
 RESULTS = REPO / 'bench' / 'results'
 SPEC = PreprocessSpec()
 
@@ -104,12 +108,13 @@ def train_and_test(train: ImageSet, tests: dict[str, ImageSet], recipe: str, see
     """One ``train`` goal's worth of training with the product's code; scores on ``tests``."""
     task = Task.create('bench', classes=list(train.class_names), data_dir=workdir)
     cfg = TrainConfig(epochs=epochs, seed=seed, recipe=RECIPES[recipe])
-    epoch_ends = []
-    start = time.perf_counter()
+    epoch_ends, epoch_cpu = [], []
+    start, start_cpu = time.perf_counter(), time.process_time()
 
     def on_progress(p):
         if p.batch == p.batches:
             epoch_ends.append(time.perf_counter())
+            epoch_cpu.append(time.process_time())
             log(f'  {recipe} seed {seed} epoch {p.epoch}/{p.epochs}: loss {p.loss:.3f}, '
                 f'{epoch_ends[-1] - start:.0f} s')
 
@@ -123,11 +128,45 @@ def train_and_test(train: ImageSet, tests: dict[str, ImageSet], recipe: str, see
               'val_images': out.val_images, 'val_accuracy': out.fit.val_accuracy,
               'seconds': seconds, 'seconds_per_epoch': seconds / epochs,
               'epoch_seconds': [b - a for a, b in zip([start] + epoch_ends, epoch_ends)],
+              'epoch_cpu_seconds': [b - a for a, b in zip([start_cpu] + epoch_cpu, epoch_cpu)],
               'tests': {}}
     for name, data in tests.items():
         result['tests'][name] = scores(predict_batches(model, data.images, SPEC),
                                        data.targets, data.class_names)
     return result
+
+
+def speed_runs(train: ImageSet, recipes: list[str], workdir: Path, repeats: int = 2,
+               epochs: int = 3) -> list[dict]:
+    """Epoch times of ``recipes`` interleaved (see the module docstring, ``speed``)."""
+    runs = []
+    for rep in range(repeats):
+        for recipe in recipes:
+            run = train_and_test(train, {}, recipe, rep, 'standin', epochs, workdir)
+            run['section'] = 'speed'
+            runs.append(run)
+            shown = ', '.join(f'{e:.1f}' for e in run['epoch_seconds'])
+            log(f'speed {recipe} #{rep}: epochs {shown} s')
+    return runs
+
+
+def speed_rows(runs: list[dict]) -> list[dict]:
+    """Median steady-state epoch time per recipe (epochs 2..) and the ratio to ``dli``."""
+    per = defaultdict(lambda: ([], []))
+    for run in runs:
+        if run['section'] == 'speed':
+            per[run['recipe']][0].extend(run['epoch_seconds'][1:])
+            per[run['recipe']][1].extend(run['epoch_cpu_seconds'][1:])
+    rows = []
+    for recipe, (wall, cpu) in per.items():
+        row = {'section': 'speed', 'recipe': recipe, 'wall_s': statistics.median(wall),
+               'cpu_s': statistics.median(cpu), 'epochs_measured': len(wall)}
+        rows.append(row)
+    ref = next((r for r in rows if r['recipe'] == 'dli'), None)
+    for row in rows:
+        row['wall_vs_dli'] = row['wall_s'] / ref['wall_s'] if ref else None
+        row['cpu_vs_dli'] = row['cpu_s'] / ref['cpu_s'] if ref else None
+    return rows
 
 
 def session_split(data: ImageSet, held_out_share: float, seed: int) -> tuple[torch.Tensor, ...]:
@@ -240,9 +279,14 @@ def main(argv=None) -> int:
         jobs.append(('rps', subset(rps, tr),
                      {f'rps_drgfreeman_subset ({len(te)} images, random split)':
                       subset(rps, te)}, [w for w in weights if w != 'none']))
+    if 'speed' in sections:
+        jobs.append(('speed', concat(list(people.values())), {}, ['standin']))
     runs = []
     with tempfile.TemporaryDirectory(prefix='gc-learning-') as tmp:
         for section, train, tests, job_weights in jobs:
+            if section == 'speed':
+                runs.extend(speed_runs(train, recipes, Path(tmp)))
+                continue
             for w in job_weights:
                 for recipe in recipes:
                     for seed in seeds:
@@ -268,7 +312,14 @@ def write_results(runs: list[dict], started: dt.datetime, args, recipes, seeds, 
     """Write the JSON (after every run, so an interrupted benchmark keeps what it measured;
     ``complete`` says whether every planned run is in) and return the table."""
     rows = summarise(runs)
+    speed = speed_rows(runs)
     table = format_table(rows)
+    if speed:
+        table += ('\n\n| recipe | s per epoch (wall, median) | CPU s per epoch | '
+                  'vs dli (wall / CPU) |\n|---|---|---|---|\n') + '\n'.join(
+                f"| {r['recipe']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | "
+                + (f"{r['wall_vs_dli']:.2f}x / {r['cpu_vs_dli']:.2f}x |" if r['wall_vs_dli']
+                   else 'n/a |') for r in speed)
     finished = dt.datetime.now(dt.timezone.utc)
     out = {'started': started.isoformat(timespec='seconds'),
            'finished': finished.isoformat(timespec='seconds'), 'complete': complete,
@@ -277,7 +328,8 @@ def write_results(runs: list[dict], started: dt.datetime, args, recipes, seeds, 
                         'batch_size': TrainConfig(epochs=1).batch_size,
                         'val_fraction': TrainConfig(epochs=1).val_fraction,
                         'threads': torch.get_num_threads()},
-           'machine': machine_info(), 'rows': rows, 'runs': runs, 'table': table}
+           'machine': machine_info(), 'rows': rows, 'speed': speed, 'runs': runs,
+           'table': table}
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = f"learning-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
     text = json.dumps(out, indent=1, default=str)

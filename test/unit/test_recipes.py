@@ -51,7 +51,8 @@ def _fit(data, recipe: Recipe, epochs: int = 2, on_progress=None, **cfg) -> nn.M
 
 @pytest.mark.parametrize('train_from', ['layer3', 'layer4', 'fc'])
 def test_stages_before_train_from_and_frozen_batchnorm_do_not_change(data, train_from):
-    recipe = RECIPES[DEFAULT_RECIPE].replace(train_from=train_from, head_warmup_epochs=0)
+    recipe = RECIPES[DEFAULT_RECIPE].replace(train_from=train_from, head_warmup_epochs=0,
+                                             wise_alpha=1.0)
     torch.manual_seed(0)
     before = _snapshot(create_model(2))
     after = _snapshot(_fit(data, recipe))
@@ -93,19 +94,42 @@ def test_head_warmup_trains_only_the_last_layer_first(data):
     assert all(p.requires_grad for p in model.parameters()), 'fit leaves the model trainable'
 
 
-def test_swa_saves_the_mean_of_the_second_half_epochs(data):
-    recipe = RECIPES[DEFAULT_RECIPE].replace(head_warmup_epochs=0, average='swa')
+def _epoch_ends(data, recipe, epochs):
     ends = {}
     torch.manual_seed(0)
     model = create_model(2)
     fit(model, data.images, data.targets, data.images[:0], data.targets[:0], SMALL,
-        TrainConfig(epochs=4, batch_size=4, recipe=recipe),
+        TrainConfig(epochs=epochs, batch_size=4, recipe=recipe),
         lambda p: p.batch == p.batches and ends.__setitem__(p.epoch, _snapshot(model)))
+    return model, ends
+
+
+def test_swa_saves_the_mean_of_the_second_half_epochs(data):
+    recipe = RECIPES[DEFAULT_RECIPE].replace(head_warmup_epochs=0, average='swa',
+                                             wise_alpha=1.0)
+    model, ends = _epoch_ends(data, recipe, 4)
     # epochs 3 and 4 (the second half) are averaged
     for key in ('fc.weight', 'layer4.1.conv2.weight', 'layer3.0.conv1.weight'):
         expected = (ends[3][key] + ends[4][key]) / 2
         torch.testing.assert_close(model.state_dict()[key], expected, rtol=0, atol=1e-6)
         assert not torch.equal(model.state_dict()[key], ends[4][key])
+
+
+def test_wise_ft_blends_the_probe_with_the_averaged_fine_tuned_weights(data):
+    recipe = RECIPES[DEFAULT_RECIPE]
+    assert recipe.head_warmup_epochs == 1 and recipe.average == 'swa'
+    model, ends = _epoch_ends(data, recipe, 4)
+    a = recipe.wise_alpha
+    for key in ('fc.weight', 'layer4.1.conv2.weight', 'layer3.0.conv1.weight', 'bn1.weight'):
+        tuned = (ends[3][key] + ends[4][key]) / 2
+        expected = (1 - a) * ends[1][key] + a * tuned
+        torch.testing.assert_close(model.state_dict()[key], expected, rtol=0, atol=1e-6)
+    # the probe (end of epoch 1) has the pretrained backbone: blending moves only trained parts
+    torch.manual_seed(0)
+    start = create_model(2).state_dict()
+    assert torch.equal(ends[1]['layer3.0.conv1.weight'], start['layer3.0.conv1.weight'])
+    assert torch.equal(model.state_dict()['layer2.0.conv1.weight'],
+                       start['layer2.0.conv1.weight'])
 
 
 def test_evaluation_and_prediction_use_no_augmentation(data):
@@ -183,7 +207,10 @@ def test_the_model_file_and_result_record_recipe_and_weights(tmp_path, make_data
     (dict(augmentation='mixup'), 'augmentation'),
     (dict(head_warmup_epochs=-1), 'head_warmup_epochs'),
     (dict(average='ema'), 'average'),
-    (dict(average='swa', freeze_batchnorm=False), 'freeze_batchnorm'),
+    (dict(average='swa', freeze_batchnorm=False, wise_alpha=1.0), 'freeze_batchnorm'),
+    (dict(wise_alpha=0.0), 'wise_alpha'),
+    (dict(wise_alpha=1.5), 'wise_alpha'),
+    (dict(wise_alpha=0.5, head_warmup_epochs=0), 'head_warmup_epochs'),
 ])
 def test_recipe_validation(changes, match):
     with pytest.raises(ValueError, match=match):

@@ -7,7 +7,8 @@ augmentation and whether weights are averaged. Presets (:data:`RECIPES`):
   weights; one epoch trains only the new ``fc`` (linear probe), then ``layer3``, ``layer4`` and
   ``fc`` fine-tune with AdamW (``fc`` 1e-3, backbone 1e-4, weight decay 1e-4, cosine decay),
   BatchNorm frozen, label smoothing 0.1, "camera" augmentation (crop/zoom/aspect, rotation,
-  colour, grayscale, blur), and the saved weights are the average of the second half's epochs.
+  colour, grayscale, blur); the saved weights are the average of the second half's epochs
+  (SWA), blended half and half with the model after the warm-up (WiSE-FT).
   Chosen by the learning benchmark (``bench/learning.py``; figures in the README) for the
   accuracy of its *worst* seed on people the model was not trained on.
 - ``dli``: the NVIDIA DLI notebook's recipe (every layer, Adam 1e-3, BatchNorm re-estimated on
@@ -44,7 +45,8 @@ from .tasks import Task
 __all__ = ['STAGES', 'AUGMENTATIONS', 'AVERAGING', 'Recipe', 'RECIPES', 'DEFAULT_RECIPE', 'DLI',
            'get_recipe', 'TrainConfig', 'Progress', 'FitResult', 'TrainOutcome', 'augmenter',
            'set_train_mode', 'trainable_parameters', 'make_optimizer', 'train_one_epoch',
-           'predict_batches', 'evaluate', 'validate', 'fit', 'train_task', 'resolve_device']
+           'predict_batches', 'evaluate', 'validate', 'wise_blend', 'fit', 'train_task',
+           'resolve_device']
 
 LOG = logging.getLogger(__name__)
 DEFAULT_SPEC = PreprocessSpec()  # frozen, so one shared instance is safe
@@ -83,6 +85,12 @@ class Recipe:
         average: 'swa' = the saved weights are the mean of the weights at the end of each
             fine-tuning epoch in the second half of training (stochastic weight averaging,
             Izmailov et al., UAI 2018; needs ``freeze_batchnorm``), 'none' = last epoch.
+        wise_alpha: weight-space ensemble of the fine-tuned and the linear-probe model
+            (WiSE-FT, Wortsman et al., CVPR 2022): the saved weights are
+            ``(1 - wise_alpha) * probe + wise_alpha * fine_tuned``, where ``probe`` is the
+            model at the end of the head warm-up (pretrained backbone, trained ``fc``).
+            In (0, 1]; 1 = the fine-tuned weights only. Needs ``freeze_batchnorm`` and a head
+            warm-up; skipped (1) when the goal is too short to have one.
     """
 
     name: str
@@ -96,6 +104,7 @@ class Recipe:
     head_warmup_epochs: int = 0
     cosine: bool = False
     average: str = 'none'
+    wise_alpha: float = 1.0
 
     def __post_init__(self):
         if self.train_from not in STAGES:
@@ -121,6 +130,11 @@ class Recipe:
         if self.average != 'none' and not self.freeze_batchnorm:
             raise ValueError('weight averaging needs freeze_batchnorm (averaged weights would '
                              'not match BatchNorm statistics re-estimated while training)')
+        if not 0 < self.wise_alpha <= 1:
+            raise ValueError(f'wise_alpha must be in (0, 1], got {self.wise_alpha}')
+        if self.wise_alpha < 1 and not (self.freeze_batchnorm and self.head_warmup_epochs):
+            raise ValueError('wise_alpha < 1 needs freeze_batchnorm and head_warmup_epochs >= 1 '
+                             '(it blends with the model at the end of the head warm-up)')
 
     def replace(self, **changes) -> Recipe:
         """A copy with ``changes`` (validated); named 'custom' unless ``name`` is given."""
@@ -135,7 +149,7 @@ class Recipe:
                 f"{self.weight_decay:g}, label smoothing {self.label_smoothing:g}, "
                 f"augmentation {self.augmentation}, head warm-up {self.head_warmup_epochs} "
                 f"epoch(s), {'cosine' if self.cosine else 'constant'} lr, average "
-                f"{self.average}")
+                f"{self.average}, WiSE-FT alpha {self.wise_alpha:g}")
 
 
 #: The DLI notebook's recipe, kept so a course user can reproduce the course.
@@ -152,7 +166,8 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
            backbone_lr_factor=0.1, weight_decay=1e-4, augmentation='camera'),
     Recipe(name='generalise', train_from='layer3', freeze_batchnorm=True, learning_rate=1e-3,
            backbone_lr_factor=0.1, weight_decay=1e-4, label_smoothing=0.1,
-           augmentation='camera', head_warmup_epochs=1, cosine=True, average='swa'),
+           augmentation='camera', head_warmup_epochs=1, cosine=True, average='swa',
+           wise_alpha=0.5),
 )}
 DEFAULT_RECIPE = 'generalise'
 
@@ -449,6 +464,15 @@ def evaluate(model: nn.Module, images: torch.Tensor, targets: torch.Tensor,
     return int((pred == targets).sum()) / len(targets)
 
 
+def wise_blend(probe: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor],
+               alpha: float) -> dict[str, torch.Tensor]:
+    """``(1 - alpha) * probe + alpha * tuned`` for every floating-point tensor of two
+    state_dicts of the same network (WiSE-FT); integer buffers (BatchNorm's batch counter)
+    come from ``tuned``."""
+    return {k: torch.lerp(probe[k], v, alpha) if v.is_floating_point() else v
+            for k, v in tuned.items()}
+
+
 def _schedule(optimizer, steps: int, cosine: bool):
     if not cosine or steps <= 0:
         return None
@@ -465,8 +489,9 @@ def fit(model: nn.Module, train_images: torch.Tensor, train_targets: torch.Tenso
     The first ``recipe.head_warmup_epochs`` epochs train ``fc`` only; then the stages from
     ``recipe.train_from`` on train, with a cosine schedule when the recipe says so. With
     ``average='swa'``, ``model`` ends holding the mean of the weights after each fine-tuning
-    epoch of the second half (``torch.optim.swa_utils.AveragedModel``), and the returned
-    validation accuracy is that of the averaged weights.
+    epoch of the second half (``torch.optim.swa_utils.AveragedModel``); with ``wise_alpha``
+    < 1 that is then blended with the model at the end of the warm-up (:func:`wise_blend`).
+    The returned validation accuracy is that of the final weights.
 
     Best epoch: with ``cfg.keep_best`` and validation images, ``model`` ends holding the
     best-validating weights (see TrainConfig.keep_best; the averaged weights count as the last
@@ -490,7 +515,7 @@ def fit(model: nn.Module, train_images: torch.Tensor, train_targets: torch.Tenso
     scheduler = _schedule(optimizer, (cfg.epochs - warmup) * batches, recipe.cosine)
     # SWA over the fine-tuning epochs of the second half (at least the last one).
     first_averaged = max(warmup + 1, cfg.epochs // 2 + 1)
-    averaged = None
+    averaged, probe = None, None
     total = cfg.epochs * batches
     val_acc, train_acc = -1.0, 0.0
     val_loss, best, history = -1.0, None, {}  # best: (epoch, acc, loss, state or None)
@@ -510,6 +535,8 @@ def fit(model: nn.Module, train_images: torch.Tensor, train_targets: torch.Tenso
             should_stop, scheduler if epoch > warmup else None, augment)
         if stopped:
             return FitResult(epoch - 1, train_acc, val_acc, cancelled=True)
+        if epoch == warmup and recipe.wise_alpha < 1:
+            probe = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if recipe.average == 'swa' and epoch >= first_averaged:
             if averaged is None:  # a copy that counts nothing yet
                 averaged = torch.optim.swa_utils.AveragedModel(model)
@@ -525,6 +552,9 @@ def fit(model: nn.Module, train_images: torch.Tensor, train_targets: torch.Tenso
             best = (epoch, val_acc, val_loss, state)
     if averaged is not None:
         model.load_state_dict(averaged.module.state_dict())
+    if probe is not None:
+        model.load_state_dict(wise_blend(probe, model.state_dict(), recipe.wise_alpha))
+    if averaged is not None or probe is not None:
         val_acc, val_loss = validate(model, val_images, val_targets, spec)
     saved, best_selected = cfg.epochs, False
     if has_val and _better(val_acc, val_loss, best):

@@ -164,7 +164,11 @@ class TrainerNode(Node):
                            read_only=True),
             average=declare(self, p + 'average', preset.average, "Weight averaging: 'none' or "
                             "'swa' (mean of the second half's epochs)", read_only=True,
-                            constraints=f'one of {", ".join(AVERAGING)}'))
+                            constraints=f'one of {", ".join(AVERAGING)}'),
+            wise_alpha=declare(self, p + 'wise_alpha', preset.wise_alpha, 'WiSE-FT: share of '
+                               'the fine-tuned weights in a blend with the model after the '
+                               'head warm-up (1 = fine-tuned only)', float_range=(0.01, 1.0),
+                               read_only=True))
         changed = {k: v for k, v in values.items() if getattr(preset, k) != v}
         return preset.replace(**changed)  # raises ValueError: the node does not start
 
