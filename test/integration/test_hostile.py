@@ -71,6 +71,16 @@ def _count(key):
     COUNTS[key] = COUNTS.get(key, 0) + 1
 
 
+def _cancel_and_wait(gc, handle, timeout: float = 120.0) -> None:
+    """Cancel the accepted goal and wait for its end (keeps each round bounded)."""
+    gc.cancel_training()
+    res = handle.get_result_async()
+    deadline = time.monotonic() + timeout
+    while not res.done() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert res.done()
+
+
 # -- images --------------------------------------------------------------------------------
 encodings = st.one_of(st.sampled_from(sorted(ENCODINGS)),
                       st.sampled_from(['yuv422', '16UC1', 'bayer_rggb8', '32FC1', 'RGB8',
@@ -144,12 +154,7 @@ def test_absurd_goals(hostile, epochs, batch_size, learning_rate):
              (learning_rate == 0 or (math.isfinite(learning_rate) and 0 < learning_rate <= 1)))
     assert (handle is not None) == valid, (epochs, batch_size, learning_rate)
     if handle is not None:  # cancel right away, and wait, to keep the rounds bounded
-        gc.cancel_training()
-        res = handle.get_result_async()
-        deadline = time.monotonic() + 120
-        while not res.done() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert res.done()
+        _cancel_and_wait(gc, handle)
         _count('goals accepted then cancelled')
 
 
@@ -295,12 +300,7 @@ def test_hostile_train_start_fields(hostile, epochs, start, from_model_id):
     valid = start <= 2 and (not from_model_id or MODEL_ID_PATTERN.fullmatch(from_model_id))
     assert (handle is not None) == bool(valid), (start, from_model_id)
     if handle is not None:
-        gc.cancel_training()
-        res = handle.get_result_async()
-        deadline = time.monotonic() + 120
-        while not res.done() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert res.done()
+        _cancel_and_wait(gc, handle)
 
 
 @given(model_id=st.one_of(st.just(''), ids), batch_size=u32)

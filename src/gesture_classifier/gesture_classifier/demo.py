@@ -155,6 +155,31 @@ def classify_holdout(gc: GestureClient, folders, holdout: int, model_id: str):
     return results
 
 
+def train_and_switch(gc: GestureClient, epochs: int, folder: Path, log_path: Path):
+    """Send a ``train`` goal (the default: continue from the current model when there is one),
+    print its progress and result, then wait until the classifier, running all along, uses the
+    new model (the hot switch) while the camera plays ``folder``.
+
+    Returns:
+        (Train.Result, training s, s from the result to the first prediction of the new model,
+        feedback messages), or None after printing why not.
+    """
+    t_train = time.monotonic()
+    status, result, n_feedback = train_with_progress(gc, epochs)
+    train_s = time.monotonic() - t_train
+    if status is not TrainStatus.SUCCEEDED:
+        print(f'   training {status.name}: {result.message if result else "rejected"}')
+        return None
+    print(f'   {result.message}')
+    gc.set_camera_source(str(folder), loop=True)
+    try:
+        gc.wait_for_prediction(lambda p: p.model_id == result.model_id, timeout=60.0)
+    except ClientError:
+        print(f'   the classifier did not switch to model {result.model_id}; see {log_path}')
+        return None
+    return result, train_s, time.monotonic() - t_train - train_s, n_feedback
+
+
 def indent(text: str) -> str:
     return '\n'.join('   ' + line for line in text.splitlines())
 
@@ -235,24 +260,12 @@ def main(argv=None) -> int:
                      for c in CLASSES}
 
         print(f'3. training: `train` goal, {args.epochs} epochs')
-        t_train = time.monotonic()
-        status, result, n_feedback = train_with_progress(gc, args.epochs)
-        train_s = time.monotonic() - t_train
-        if status is not TrainStatus.SUCCEEDED:
-            print(f'   training {status.name}: {result.message if result else "rejected"}')
+        trained = train_and_switch(gc, args.epochs, folders['collect'][CLASSES[0]], log_path)
+        if trained is None:
             return 1
-        print(f'   {result.message}')
-
-        # The hot switch: the classifier, running all along, picks the new model up by itself.
-        gc.set_camera_source(str(folders['collect'][CLASSES[0]]), loop=True)
-        try:
-            gc.wait_for_prediction(lambda p: p.model_id == result.model_id, timeout=60.0)
-        except ClientError:
-            print(f'   the classifier did not switch to the new model; see {log_path}')
-            return 1
-        print(f'4. the classifier switched to model {result.model_id} '
-              f'{time.monotonic() - t_train - train_s:.1f} s after training, without a '
-              'restart; classifying photos that were never collected')
+        result, train_s, switch_s, n_feedback = trained
+        print(f'4. the classifier switched to model {result.model_id} {switch_s:.1f} s after '
+              'training, without a restart; classifying photos that were never collected')
         t_switch = time.monotonic()
         results = classify_holdout(gc, folders, args.holdout, result.model_id)
         switch_note = f'{time.monotonic() - t_switch:.1f} s'
@@ -265,19 +278,11 @@ def main(argv=None) -> int:
                   'current model')
             for c in CLASSES:
                 collected[c] += collect_burst(gc, c, folders['more'][c], n_more[c])
-            t_more = time.monotonic()
-            status, improved, _ = train_with_progress(gc, args.more_epochs)
-            more_s = time.monotonic() - t_more
-            if status is not TrainStatus.SUCCEEDED:
-                print(f'   training {status.name}: '
-                      f'{improved.message if improved else "rejected"}')
+            trained = train_and_switch(gc, args.more_epochs, folders['more'][CLASSES[0]],
+                                       log_path)
+            if trained is None:
                 return 1
-            print(f'   {improved.message}')
-            try:
-                gc.wait_for_prediction(lambda p: p.model_id == improved.model_id, timeout=60.0)
-            except ClientError:
-                print(f'   the classifier did not switch to the improved model; see {log_path}')
-                return 1
+            improved, more_s = trained[:2]
             print(f'   the same {sum(len(r) for r in results.values())} held-out photos with '
                   f'the improved model {improved.model_id}:')
             results = classify_holdout(gc, folders, args.holdout, improved.model_id)

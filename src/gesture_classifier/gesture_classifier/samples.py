@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .dataset import IMAGE_SUFFIXES, list_images
-from .fsutil import ensure_private_dir
+from .fsutil import client_path, ensure_private_dir
 from .tasks import InvalidNameError, Task, validate_name
 
 __all__ = ['SampleError', 'TrashEntry', 'DatasetSummary', 'resolve_sample', 'summarize',
@@ -141,17 +141,11 @@ def resolve_sample(task: Task, path: str) -> Path:
         SampleError: anything else, with the reason: empty, NUL bytes, ``..``, another folder,
             a symbolic link (file or class folder), not an image, missing.
     """
-    if not isinstance(path, str) or not path:
-        raise SampleError('empty path')
+    try:
+        p = client_path(path, task.dataset_dir)
+    except ValueError as exc:
+        raise SampleError(str(exc)) from None
     shown = repr(path if len(path) <= 200 else path[:200] + '...')
-    if '\0' in path:
-        raise SampleError(f'path {shown} contains a NUL byte')
-    p = Path(path)
-    if '..' in p.parts:
-        raise SampleError(f'path {shown} contains ".."')
-    if not p.is_absolute():
-        p = task.dataset_dir / p
-    p = Path(os.path.normpath(p))
     if p.parent.parent != task.dataset_dir:
         raise SampleError(f'path {shown} is not a sample of the dataset {task.dataset_dir} '
                           '(<dataset>/<class>/<file>)')
@@ -303,10 +297,10 @@ def restore_samples(task: Task, paths: list[str]) -> list[Path]:
             by_original[e.original] = e
         chosen = []
         for raw in paths:
-            if not isinstance(raw, str) or not raw or '\0' in raw or '..' in Path(raw).parts:
-                raise SampleError(f'path {raw!r} is not a dataset path')
-            p = Path(raw)
-            p = Path(os.path.normpath(p if p.is_absolute() else task.dataset_dir / p))
+            try:
+                p = client_path(raw, task.dataset_dir)
+            except ValueError as exc:
+                raise SampleError(f'{exc}: not a dataset path') from None
             if p not in by_original:
                 raise SampleError(f'{raw!r} is not in the trash')
             chosen.append(by_original[p])

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from .fsutil import atomic_write, ensure_private_dir
+from .fsutil import atomic_write, client_path, ensure_private_dir
 from .model import FORMAT, ModelFile, ModelFileError, load_model, new_model_id, save_model
 from .tasks import Task
 
@@ -87,16 +87,12 @@ def resolve_transfer_path(transfer_dir: Path, path: str, *, must_exist: bool) ->
     Raises:
         VersionError: with the reason.
     """
-    if not isinstance(path, str) or not path:
-        raise VersionError('empty path')
-    shown = repr(path if len(path) <= 200 else path[:200] + '...')
-    if '\0' in path:
-        raise VersionError(f'path {shown} contains a NUL byte')
-    p = Path(path)
-    if '..' in p.parts:
-        raise VersionError(f'path {shown} contains ".."')
     root = transfer_dir.resolve()
-    p = Path(os.path.normpath(p if p.is_absolute() else root / p))
+    try:
+        p = client_path(path, root)
+    except ValueError as exc:
+        raise VersionError(str(exc)) from None
+    shown = repr(path if len(path) <= 200 else path[:200] + '...')
     if p == root or root not in p.parents:
         raise VersionError(f'path {shown} is outside transfer_dir {root} (the only folder '
                            'models are imported from and exported to)')
