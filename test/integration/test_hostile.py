@@ -1,12 +1,16 @@
 """Property-based hostile input (hypothesis) to every entry point of the running nodes:
-``image_raw``, ``collect`` and ``train``, in many bounded rounds. Afterwards every node must be
-alive and answering, nothing may have been written outside the dataset and model folders, and
-every sample acknowledged with success must be on disk and readable."""
+``image_raw``, ``collect`` (and bursts), ``record``, ``delete_samples``, ``undo_collect``,
+``restore_samples``, ``select_model``, ``import_model``, ``export_model``, ``train`` (with
+its start / from_model_id fields) and ``evaluate``, in many bounded rounds. Afterwards every
+node must be alive and answering, nothing may have been written outside the dataset, model,
+trash and transfer folders, and every sample acknowledged with success must be on disk and
+readable."""
 from __future__ import annotations
 
 import array
 import math
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -19,6 +23,7 @@ from gesture_classifier.bringup import NODES
 from gesture_classifier.client import TrainStatus
 from gesture_classifier.imaging import ENCODINGS
 from gesture_classifier.nodes.common import IMAGE_PUB_QOS
+from gesture_classifier.versions import MODEL_ID_PATTERN
 
 from .conftest import (CLASSES, COUNTS, THUMBS, connect, graph_overrides, seed_dataset,
                        start_nodes)
@@ -54,7 +59,8 @@ def hostile(tmp_path_factory):
             before = {p for p in root.rglob('*') if p.is_file()}
             yield dict(client=gc, nodes=nodes, root=root, dataset=dataset, pub=pub, log=log,
                        model=data_dir / 'thumbs' / 'models' / 'resnet18.pt', before=before,
-                       acknowledged=[])
+                       acknowledged=[], trash=data_dir / 'thumbs' / 'trash',
+                       transfer=data_dir / 'thumbs' / 'transfer')
         finally:
             if gc is not None:
                 gc.close()
@@ -63,6 +69,16 @@ def hostile(tmp_path_factory):
 
 def _count(key):
     COUNTS[key] = COUNTS.get(key, 0) + 1
+
+
+def _cancel_and_wait(gc, handle, timeout: float = 120.0) -> None:
+    """Cancel the accepted goal and wait for its end (keeps each round bounded)."""
+    gc.cancel_training()
+    res = handle.get_result_async()
+    deadline = time.monotonic() + timeout
+    while not res.done() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert res.done()
 
 
 # -- images --------------------------------------------------------------------------------
@@ -138,12 +154,7 @@ def test_absurd_goals(hostile, epochs, batch_size, learning_rate):
              (learning_rate == 0 or (math.isfinite(learning_rate) and 0 < learning_rate <= 1)))
     assert (handle is not None) == valid, (epochs, batch_size, learning_rate)
     if handle is not None:  # cancel right away, and wait, to keep the rounds bounded
-        gc.cancel_training()
-        res = handle.get_result_async()
-        deadline = time.monotonic() + 120
-        while not res.done() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert res.done()
+        _cancel_and_wait(gc, handle)
         _count('goals accepted then cancelled')
 
 
@@ -170,6 +181,143 @@ def test_goals_during_a_running_goal_and_a_cancel_storm(hostile):
         time.sleep(0.02)
     assert res.done() and TrainStatus(res.result().status) is TrainStatus.CANCELED
     assert hostile['model'].read_bytes() == model_before
+
+
+# -- samples: delete, undo, restore, record ------------------------------------------------
+def _samples(hostile):
+    return sorted(str(p) for p in hostile['dataset'].rglob('*') if p.is_file())
+
+
+def _path_strategy(hostile_dataset_files):
+    return st.one_of(escapes, labels, st.sampled_from(hostile_dataset_files),
+                     st.sampled_from(['thumbs_up/x.jpg', '/tmp/x.jpg', 'thumbs_up/.hidden.jpg',
+                                      'thumbs_down/../thumbs_up/a.jpg', '//etc//passwd',
+                                      'thumbs_up/a.jpg\x00.png']))
+
+
+SEEDED = sorted(str(p.relative_to(THUMBS)) for c in CLASSES
+                for p in sorted((THUMBS / c).glob('*.jpg'))[:4])
+
+
+@given(paths=st.lists(_path_strategy(SEEDED), min_size=0, max_size=4))
+@HYPO
+def test_hostile_delete_and_restore_paths(hostile, paths):
+    gc = hostile['client']
+    before = _samples(hostile)
+    r = gc.delete_samples(paths)
+    _count('delete calls')
+    if r.success:  # every path named an existing sample: they went to the trash, all of them
+        _count('deletes acknowledged')
+        assert len(r.deleted) == len(paths) and set(r.deleted) <= set(before)
+        assert _samples(hostile) == sorted(set(before) - set(r.deleted))
+        back = gc.restore(r.deleted)
+        assert back.success, back.message
+    else:
+        assert r.message and not r.deleted
+    assert _samples(hostile) == before
+    r = gc.restore(paths)  # nothing named here is in the trash
+    _count('restore calls')
+    assert not r.success and r.message and _samples(hostile) == before
+
+
+@given(label=st.one_of(st.just(''), labels), count=u32)
+@settings(HYPO, max_examples=60)
+def test_hostile_undo(hostile, label, count):
+    gc = hostile['client']
+    before = _samples(hostile)
+    r = gc.undo(count, label)
+    _count('undo calls')
+    if r.success:
+        _count('undos acknowledged')
+        assert 1 <= len(r.deleted) <= max(count, 1) and (not label or label in CLASSES)
+        assert gc.restore().success
+    else:
+        assert r.message and not r.deleted
+    assert _samples(hostile) == before
+
+
+@given(label=labels, max_count=u32, interval=rates, duration=rates, burst=st.booleans())
+@settings(HYPO, max_examples=60)
+def test_hostile_record_and_burst_requests(hostile, label, max_count, interval, duration,
+                                           burst):
+    gc = hostile['client']
+    if burst:
+        r = gc.collect(label, count=max_count, interval=interval, timeout=20)
+        _count('burst calls')
+        # the test publishes no frames here: a valid burst ends without a new frame
+        assert r.message
+        hostile['acknowledged'].extend(r.paths)
+        return
+    r = gc.record_start(label, max_count=max_count, interval=interval, max_duration=duration)
+    _count('record calls')
+    stop = gc.record_stop()
+    if r.success:
+        _count('recordings started')
+        assert label.split('\x00')[0] in CLASSES
+        hostile['acknowledged'].extend(stop.paths)
+    else:
+        assert r.message
+    assert not gc.dataset_state(lambda s: not s.recording, timeout=10).recording
+
+
+# -- model versions --------------------------------------------------------------------------
+ids = st.one_of(escapes, labels, st.sampled_from(['nope', 'thumbs-1', 'resnet18', 'a' * 129]))
+
+
+@given(model_id=ids, path=st.one_of(escapes, labels, st.sampled_from(
+    ['x.pt', 'sub/x.pt', '../models/resnet18.pt', '/etc/passwd', 'x.pt/', '.pt'])),
+    overwrite=st.booleans(), select=st.booleans())
+@settings(HYPO, max_examples=60)
+def test_hostile_model_version_requests(hostile, model_id, path, overwrite, select):
+    gc = hostile['client']
+    current = hostile['model'].read_bytes()
+    r = gc.select_model(model_id)
+    _count('select calls')
+    assert not r.success and r.message  # none of these ids is a kept version
+    r = gc.export_model(path, model_id='', overwrite=overwrite)
+    _count('export calls')
+    if r.success:
+        _count('exports acknowledged')
+        assert hostile['transfer'] in Path(r.path).parents
+    r = gc.import_model(path, select)
+    _count('import calls')
+    if r.success:  # only a file this suite exported into transfer_dir can be imported
+        _count('imports acknowledged')
+        assert (hostile['transfer'] / path).is_file() and r.model.model_id
+    else:
+        assert r.message
+    if not (r.success and select):
+        assert hostile['model'].read_bytes() == current
+
+
+@given(epochs=st.integers(1, 3), start=st.one_of(st.integers(0, 3), st.integers(0, 255)),
+       from_model_id=st.one_of(st.just(''), ids))
+@settings(HYPO, max_examples=40)
+def test_hostile_train_start_fields(hostile, epochs, start, from_model_id):
+    gc = hostile['client']
+    handle = gc.send_train_goal(epochs, start=start, from_model_id=from_model_id, timeout=30)
+    _count('train goals (start fields)')
+    valid = start <= 2 and (not from_model_id or MODEL_ID_PATTERN.fullmatch(from_model_id))
+    assert (handle is not None) == bool(valid), (start, from_model_id)
+    if handle is not None:
+        _cancel_and_wait(gc, handle)
+
+
+@given(model_id=st.one_of(st.just(''), ids), batch_size=u32)
+@settings(HYPO, max_examples=25)
+def test_hostile_evaluate_goals(hostile, model_id, batch_size):
+    gc = hostile['client']
+    out = gc.evaluate(model_id=model_id, batch_size=batch_size, timeout=120)
+    _count('evaluate goals')
+    if out.result is None:
+        _count('evaluate goals rejected')
+    elif out.status is TrainStatus.SUCCEEDED:
+        _count('evaluations')
+        assert model_id == '' and 1 <= (batch_size or 32) <= 64
+        v, t = out.result.validation, out.result.training
+        assert v.images + t.images == len(_samples(hostile))
+    else:
+        assert out.result.message
 
 
 # -- afterwards ------------------------------------------------------------------------------
@@ -200,7 +348,8 @@ def test_after_all_that_every_node_answers_and_nothing_leaked(hostile):
     for path in hostile['acknowledged']:
         assert cv2.imread(path) is not None, path
     # Nothing new outside the dataset and model folders (the node log aside).
-    allowed = (hostile['dataset'], hostile['model'].parent)
+    allowed = (hostile['dataset'], hostile['model'].parent, hostile['trash'],
+               hostile['transfer'])
     new = {p for p in hostile['root'].rglob('*') if p.is_file()} - hostile['before']
     outside = [p for p in new if p != hostile['log']
                and not any(a in p.parents for a in allowed)]

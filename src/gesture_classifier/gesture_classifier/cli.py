@@ -1,7 +1,12 @@
 """gesture_cli: the system from a terminal, for machines without ``ros2`` command-line tools.
 
-    gesture_cli collect thumbs_up [-n 20] [--interval 0.2]   store frames under a label
-    gesture_cli train [--epochs 10]                          train, with a live progress bar
+    gesture_cli collect thumbs_up [-n 20] [--interval 0.2]   store frames (n > 1: a burst)
+    gesture_cli record thumbs_up [--seconds 5]               hold to record (Ctrl-C stops)
+    gesture_cli train [--epochs 10] [--fresh | --continue]   train more (default) or start over
+    gesture_cli evaluate [--model ID]                        confusion matrix, per-class figures
+    gesture_cli counts                                       samples per class, disk, trash
+    gesture_cli delete PATH...  |  undo [-n 1] [--label L]  |  restore [PATH...]
+    gesture_cli models  |  use MODEL_ID  |  export FILE [--model ID]  |  import FILE [--use]
     gesture_cli watch [-n 0]                                 print predictions as they come
     gesture_cli source /dev/video1 [--no-loop]               switch the camera's source
 
@@ -17,7 +22,11 @@ import time
 
 from tqdm import tqdm
 
+from gesture_interfaces.action import Train
+
 from .client import ClientError, GestureClient, TrainStatus
+from .evaluation import format_confusion
+from .messages import figures_from_msg
 
 __all__ = ['main', 'train_with_progress', 'stamp_seconds']
 
@@ -28,19 +37,139 @@ def stamp_seconds(stamp) -> float:
 
 
 def cmd_collect(gc: GestureClient, args) -> int:
-    failures = 0
-    for i in range(args.count):
-        r = gc.collect(args.label, timeout=args.timeout)
-        status = 'ok  ' if r.success else 'FAIL'
-        print(f'{status} {args.label} [{r.count}] {r.path or r.message}', flush=True)
-        failures += not r.success
-        if i + 1 < args.count:
-            time.sleep(args.interval)
-    return 1 if failures else 0
+    """One frame, or with -n > 1 one burst of new frames (the collector never saves the same
+    frame twice and keeps to its max_collect_rate)."""
+    if args.count > 1:
+        r = gc.collect(args.label, timeout=args.timeout, count=args.count,
+                       interval=args.interval)
+        for path in r.paths:
+            print(f'ok   {args.label} {path}', flush=True)
+        print(f'{"ok  " if r.success else "FAIL"} {r.message} ({r.count} stored)')
+        return 0 if r.success else 1
+    r = gc.collect(args.label, timeout=args.timeout)
+    print(f'{"ok  " if r.success else "FAIL"} {args.label} [{r.count}] {r.path or r.message}',
+          flush=True)
+    return 0 if r.success else 1
+
+
+def cmd_record(gc: GestureClient, args) -> int:
+    """Record while the command runs: until --seconds pass, Ctrl-C, or the collector ends it
+    (max frames or duration)."""
+    r = gc.record_start(args.label, max_count=args.max, interval=args.interval,
+                        max_duration=args.seconds, timeout=args.timeout)
+    if not r.success:
+        print(f'FAIL {r.message}', file=sys.stderr)
+        return 1
+    print(f'recording {args.label} ({r.message}); Ctrl-C stops', flush=True)
+    deadline = time.monotonic() + (args.seconds or 3600.0)
+    try:
+        while time.monotonic() < deadline:
+            s = gc.dataset_state(timeout=args.timeout)
+            if not s.recording:
+                break
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    r = gc.record_stop(timeout=args.timeout)
+    print(f'{"ok  " if r.success else "FAIL"} {r.message} ({r.count} stored under '
+          f'{args.label})')
+    return 0 if r.success else 1
+
+
+def print_state(s) -> None:
+    """The dataset state as a small table."""
+    print(f'dataset {s.dataset_dir} ({s.task}): {s.total} samples, {s.size_bytes / 1e6:.1f} MB, '
+          f'{s.free_bytes / 1e9:.1f} GB free')
+    for name, count, newest in zip(s.class_names, s.counts, s.newest_paths):
+        print(f'  {name:<20} {count:6d}   newest: {newest or "-"}')
+    print(f'  trash: {s.trash_count} sample(s), {s.trash_bytes / 1e6:.1f} MB'
+          + (f'; recording {s.recording_label} ({s.recording_saved} saved)' if s.recording
+             else ''))
+
+
+def cmd_counts(gc: GestureClient, args) -> int:
+    print_state(gc.dataset_state(timeout=args.timeout))
+    return 0
+
+
+def _sample_change(r, paths) -> int:
+    for path in paths:
+        print(f'  {path}')
+    print(f'{"ok  " if r.success else "FAIL"} {r.message}; counts now {list(r.counts)}')
+    return 0 if r.success else 1
+
+
+def cmd_delete(gc: GestureClient, args) -> int:
+    r = gc.delete_samples(args.paths, timeout=args.timeout)
+    return _sample_change(r, r.deleted)
+
+
+def cmd_undo(gc: GestureClient, args) -> int:
+    r = gc.undo(args.count, args.label, timeout=args.timeout)
+    return _sample_change(r, r.deleted)
+
+
+def cmd_restore(gc: GestureClient, args) -> int:
+    r = gc.restore(args.paths, timeout=args.timeout)
+    return _sample_change(r, r.restored)
+
+
+def print_evaluation(ev) -> None:
+    """Confusion matrix, per-class figures and the misclassified samples of an Evaluation."""
+    print(format_confusion(figures_from_msg(ev)))
+    for path, label, conf in zip(ev.misclassified_paths, ev.misclassified_predicted,
+                                 ev.misclassified_confidence):
+        print(f'  misclassified as {label} ({conf:.2f}): {path}')
+
+
+def cmd_evaluate(gc: GestureClient, args) -> int:
+    out = gc.evaluate(args.model)
+    if out.result is None:
+        print('evaluate goal REJECTED: another evaluation is running or a value is out of '
+              "range (the trainer's log says which)", file=sys.stderr)
+        return 2
+    print(f'{out.status.name}: {out.result.message}')
+    if out.status is not TrainStatus.SUCCEEDED:
+        return 1
+    print_evaluation(out.result.validation)
+    print_evaluation(out.result.training)
+    return 0
+
+
+def cmd_models(gc: GestureClient, args) -> int:
+    m = gc.model_list(timeout=args.timeout)
+    if not m.models:
+        print('no models yet')
+    for info in m.models:
+        mark = '*' if info.model_id == m.current_model_id else ' '
+        val = f'{info.val_accuracy:.2f}' if info.val_accuracy >= 0 else 'n/a'
+        parent = f' <- {info.parent_model_id}' if info.parent_model_id else ''
+        print(f'{mark} {info.model_id}  {info.created}  epochs {info.total_epochs:3d} '
+              f'(kept {info.saved_epoch})  val acc {val} on {info.validation.images}'
+              f'{parent}')
+    return 0
+
+
+def cmd_use(gc: GestureClient, args) -> int:
+    r = gc.select_model(args.model_id, timeout=args.timeout)
+    print(f'{"ok  " if r.success else "FAIL"} {r.message}')
+    return 0 if r.success else 1
+
+
+def cmd_export(gc: GestureClient, args) -> int:
+    r = gc.export_model(args.path, args.model, args.overwrite, timeout=args.timeout)
+    print(f'{"ok  " if r.success else "FAIL"} {r.message}')
+    return 0 if r.success else 1
+
+
+def cmd_import(gc: GestureClient, args) -> int:
+    r = gc.import_model(args.path, args.use, timeout=args.timeout)
+    print(f'{"ok  " if r.success else "FAIL"} {r.message}')
+    return 0 if r.success else 1
 
 
 def train_with_progress(gc: GestureClient, epochs: int, batch_size: int = 0,
-                        learning_rate: float = 0.0, recipe: str = ''):
+                        learning_rate: float = 0.0, recipe: str = '', **goal):
     """Send a train goal and show its feedback as a tqdm bar; Ctrl-C cancels the goal.
 
     Returns:
@@ -68,7 +197,8 @@ def train_with_progress(gc: GestureClient, epochs: int, batch_size: int = 0,
                   f'{time.monotonic() - started:6.1f} s  {stats} (train, this epoch; '
                   f'val: previous epoch)', flush=True)
 
-    handle = gc.send_train_goal(epochs, batch_size, learning_rate, on_feedback, recipe=recipe)
+    handle = gc.send_train_goal(epochs, batch_size, learning_rate, on_feedback, recipe=recipe,
+                                **goal)
     if handle is None:
         bar.close()
         return TrainStatus.REJECTED, None, 0
@@ -87,8 +217,12 @@ def train_with_progress(gc: GestureClient, epochs: int, batch_size: int = 0,
 
 
 def cmd_train(gc: GestureClient, args) -> int:
+    start = (Train.Goal.START_FRESH if args.fresh else
+             Train.Goal.START_CONTINUE if args.cont else Train.Goal.START_AUTO)
     status, result, _ = train_with_progress(gc, args.epochs, args.batch_size, args.lr,
-                                            args.recipe)
+                                            args.recipe, start=start,
+                                            from_model_id=args.from_model,
+                                            keep_last_epoch=args.keep_last)
     if result is None:
         print('train goal REJECTED: another goal is running or a value is out of range '
               "(the trainer's log says which)", file=sys.stderr)
@@ -96,6 +230,8 @@ def cmd_train(gc: GestureClient, args) -> int:
     print(f'{status.name}: {result.message}')
     if result.model_path:
         print(f'model: {result.model_path} ({result.model_id or "unchanged"})')
+    if status is TrainStatus.SUCCEEDED:
+        print_evaluation(result.validation)
     return 0 if status is TrainStatus.SUCCEEDED else 1
 
 
@@ -135,15 +271,63 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest='command', required=True)
     c = sub.add_parser('collect', help='store the current frame under LABEL')
     c.add_argument('label')
-    c.add_argument('-n', '--count', type=int, default=1, help='frames to store')
-    c.add_argument('--interval', type=float, default=0.2, help='seconds between frames')
+    c.add_argument('-n', '--count', type=int, default=1,
+                   help='frames to store; > 1: one burst of new frames')
+    c.add_argument('--interval', type=float, default=0.2, help='least seconds between frames')
     c.set_defaults(func=cmd_collect)
+    r = sub.add_parser('record', help='hold to record: save new frames until Ctrl-C')
+    r.add_argument('label')
+    r.add_argument('--seconds', type=float, default=0.0, help="stop after this; 0: the "
+                   "collector's max_record_duration")
+    r.add_argument('--max', type=int, default=0, help="most frames; 0: the collector's "
+                   'max_burst')
+    r.add_argument('--interval', type=float, default=0.2, help='least seconds between frames')
+    r.set_defaults(func=cmd_record)
+    sub.add_parser('counts', help='samples per class, disk use, trash').set_defaults(
+        func=cmd_counts)
+    d = sub.add_parser('delete', help='move samples (paths from collect) to the trash')
+    d.add_argument('paths', nargs='+')
+    d.set_defaults(func=cmd_delete)
+    u = sub.add_parser('undo', help='move the newest samples to the trash')
+    u.add_argument('-n', '--count', type=int, default=1)
+    u.add_argument('--label', default='', help='only this class (default: any)')
+    u.set_defaults(func=cmd_undo)
+    rs = sub.add_parser('restore', help='bring samples back from the trash (none given: the '
+                        'last delete or undo)')
+    rs.add_argument('paths', nargs='*')
+    rs.set_defaults(func=cmd_restore)
+    e = sub.add_parser('evaluate', help='confusion matrix and per-class figures of a model')
+    e.add_argument('--model', default='', help='model_id (default: the current model)')
+    e.set_defaults(func=cmd_evaluate)
+    sub.add_parser('models', help='the kept model versions (* = current)').set_defaults(
+        func=cmd_models)
+    us = sub.add_parser('use', help='make a kept model version current')
+    us.add_argument('model_id')
+    us.set_defaults(func=cmd_use)
+    ex = sub.add_parser('export', help="save a model to a file in the trainer's transfer_dir")
+    ex.add_argument('path')
+    ex.add_argument('--model', default='', help='model_id (default: the current model)')
+    ex.add_argument('--overwrite', action='store_true')
+    ex.set_defaults(func=cmd_export)
+    im = sub.add_parser('import', help="add a model file from the trainer's transfer_dir")
+    im.add_argument('path')
+    im.add_argument('--use', action='store_true', help='also make it current')
+    im.set_defaults(func=cmd_import)
     t = sub.add_parser('train', help='train the model, with a progress bar')
     t.add_argument('--epochs', type=int, default=10)
     t.add_argument('--batch-size', type=int, default=0, help="0: the trainer's default")
     t.add_argument('--lr', type=float, default=0.0, help="0: the trainer's default")
     t.add_argument('--recipe', default='', help="a recipe preset (generalise, dli, layer4, "
                    "linear_probe); default: the trainer's `recipe` parameter")
+    how = t.add_mutually_exclusive_group()
+    how.add_argument('--fresh', action='store_true', help='start over from the initial '
+                     'weights (default: continue from the current model when it fits)')
+    how.add_argument('--continue', dest='cont', action='store_true',
+                     help='continue, or fail when there is no model to continue from')
+    t.add_argument('--from', dest='from_model', default='', help='model_id to continue from '
+                   '(default: the current model)')
+    t.add_argument('--keep-last', action='store_true', help='save the last epoch, not the '
+                   'best-validating one')
     t.set_defaults(func=cmd_train)
     w = sub.add_parser('watch', help='print predictions')
     w.add_argument('-n', '--count', type=int, default=0, help='stop after N (0: never)')

@@ -6,25 +6,35 @@
    frame;
 3. sends a ``train`` goal and shows its feedback as a progress bar;
 4. waits until the classifier has switched to the new model, points the camera at photos that
-   were held out of collection, and reports the predictions and their accuracy.
+   were held out of collection, and reports the predictions, their accuracy and their
+   confusion matrix;
+5. the DLI *improve* step: collects the photos the first round did not (with one burst per
+   class), trains "5 more epochs" from the current model, and classifies the same held-out
+   photos again: the confusion matrix before and after, and the ``evaluate`` action's figures
+   of the improved model.
 
-    demo [--workdir var/demo] [--epochs 15] [--holdout 10]
+    demo [--workdir var/demo] [--epochs 15] [--first-round 20] [--more-epochs 5] [--holdout 10]
 
 The work folder is cleared at the start (dataset, model, node log ``nodes.log``).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import shutil
 import statistics
 import sys
 import time
 from pathlib import Path
 
+import torch
+
 from .bringup import NodeGroup, NODES, default_params_file
-from .cli import stamp_seconds, train_with_progress
+from .cli import print_evaluation, stamp_seconds, train_with_progress
 from .client import ClientError, GestureClient, TrainStatus
 from .dataset import list_images
+from .evaluation import figures, format_confusion
 
 SAMPLE = 'thumbs_wincle626'
 CLASSES = ('thumbs_up', 'thumbs_down')
@@ -42,16 +52,21 @@ def sample_dir() -> Path:
     return Path(__file__).resolve().parents[1] / 'data' / SAMPLE
 
 
-def stage(sample: Path, work: Path, holdout: int) -> dict[str, dict[str, Path]]:
-    """Copy each class's photos into <work>/camera/{collect,holdout}/<class>/: the last
+def stage(sample: Path, work: Path, holdout: int,
+          first_round: int = 0) -> dict[str, dict[str, Path]]:
+    """Copy each class's photos into <work>/camera/{collect,more,holdout}/<class>/: the last
     ``holdout`` in name order (DLI names are time-based UUIDs, so: the last ones taken) are
-    never collected, and serve to measure accuracy on unseen images."""
-    folders: dict[str, dict[str, Path]] = {'collect': {}, 'holdout': {}}
+    never collected, and serve to measure accuracy on unseen images; of the others, the first
+    ``first_round`` (0: all) are collected first and the rest in the improve step."""
+    folders: dict[str, dict[str, Path]] = {'collect': {}, 'more': {}, 'holdout': {}}
     for label in CLASSES:
         files = list_images(sample / label)
         if len(files) <= holdout:
             raise SystemExit(f'{sample / label} has {len(files)} images; need > {holdout}')
-        for part, chosen in (('collect', files[:-holdout]), ('holdout', files[-holdout:])):
+        rest = files[:-holdout]
+        first = first_round if 0 < first_round < len(rest) else len(rest)
+        for part, chosen in (('collect', rest[:first]), ('more', rest[first:]),
+                             ('holdout', files[-holdout:])):
             dest = work / 'camera' / part / label
             dest.mkdir(parents=True)
             for f in chosen:
@@ -103,6 +118,72 @@ def classify_class(gc: GestureClient, label: str, folder: Path, expected: int,
     return out
 
 
+def collect_burst(gc: GestureClient, label: str, folder: Path, expected: int) -> int:
+    """Replay ``folder`` once and save its frames with one ``collect`` burst (hold to record):
+    the collector saves each new frame once; returns the number saved."""
+    if not expected:
+        return 0
+    # The folder loops: the burst starts after its first frame was seen (so no frame of the
+    # previous source can be saved) and gets that photo again when the folder comes round.
+    after = gc.set_camera_source(str(folder), loop=True)
+    gc.wait_for_image(newer_than=after, timeout=10.0)
+    r = gc.collect(label, count=expected, interval=0.0, wait_for_frame=10.0)
+    print(f'   {label:<12} {r.saved:3d}/{expected} saved by one burst ({r.message}); '
+          f'{r.count} stored')
+    return r.saved
+
+
+def holdout_figures(results: dict, title: str):
+    """Confusion matrix etc. of the live predictions of the held-out photos."""
+    pairs = [(p, CLASSES.index(c)) for c in CLASSES for p, _ in results[c]]
+    probs = torch.tensor([list(p.probabilities) for p, _ in pairs], dtype=torch.float32) \
+        if pairs else torch.empty(0, len(CLASSES))
+    return figures(title, probs, torch.tensor([t for _, t in pairs], dtype=torch.int64),
+                   CLASSES)
+
+
+def classify_holdout(gc: GestureClient, folders, holdout: int, model_id: str):
+    """Predictions of the held-out photos by ``model_id``, printed per class."""
+    results = {c: classify_class(gc, c, folders['holdout'][c], holdout, model_id)
+               for c in CLASSES}
+    for c in CLASSES:
+        marks = ''.join('+' if p.label == c else '-' for p, _ in results[c])
+        conf = statistics.fmean(p.confidence for p, _ in results[c]) if results[c] else 0.0
+        right = sum(p.label == c for p, _ in results[c])
+        print(f'   {c:<12} {right:2d}/{len(results[c]):<2d} correct  {marks:<12} '
+              f'mean confidence {conf:.2f}')
+    return results
+
+
+def train_and_switch(gc: GestureClient, epochs: int, folder: Path, log_path: Path):
+    """Send a ``train`` goal (the default: continue from the current model when there is one),
+    print its progress and result, then wait until the classifier, running all along, uses the
+    new model (the hot switch) while the camera plays ``folder``.
+
+    Returns:
+        (Train.Result, training s, s from the result to the first prediction of the new model,
+        feedback messages), or None after printing why not.
+    """
+    t_train = time.monotonic()
+    status, result, n_feedback = train_with_progress(gc, epochs)
+    train_s = time.monotonic() - t_train
+    if status is not TrainStatus.SUCCEEDED:
+        print(f'   training {status.name}: {result.message if result else "rejected"}')
+        return None
+    print(f'   {result.message}')
+    gc.set_camera_source(str(folder), loop=True)
+    try:
+        gc.wait_for_prediction(lambda p: p.model_id == result.model_id, timeout=60.0)
+    except ClientError:
+        print(f'   the classifier did not switch to model {result.model_id}; see {log_path}')
+        return None
+    return result, train_s, time.monotonic() - t_train - train_s, n_feedback
+
+
+def indent(text: str) -> str:
+    return '\n'.join('   ' + line for line in text.splitlines())
+
+
 def weights_summary(result) -> str:
     """What the backbone started from, in words (Train.Result.initial_weights/pretrained)."""
     if result.pretrained:
@@ -120,6 +201,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog='demo', description=__doc__.splitlines()[0])
     parser.add_argument('--workdir', default='var/demo', help='cleared and reused each run')
     parser.add_argument('--epochs', type=int, default=15)
+    parser.add_argument('--first-round', type=int, default=20,
+                        help='photos per class collected before the first training; the rest '
+                             '(not held out) are collected in the improve step (0: all)')
+    parser.add_argument('--more-epochs', type=int, default=5,
+                        help='epochs of the improve step, from the current model (0: skip it)')
     parser.add_argument('--holdout', type=int, default=10,
                         help='photos per class kept out of collection for testing')
     parser.add_argument('--rate', type=float, default=5.0, help='camera frames per second')
@@ -134,8 +220,9 @@ def main(argv=None) -> int:
         shutil.rmtree(work)
     work.mkdir(parents=True)
     sample = sample_dir()
-    folders = stage(sample, work, args.holdout)
+    folders = stage(sample, work, args.holdout, args.first_round)
     n_collect = {c: len(list_images(folders['collect'][c])) for c in CLASSES}
+    n_more = {c: len(list_images(folders['more'][c])) for c in CLASSES}
     print(f'== gesture_classifier demo: task "thumbs" on {len(CLASSES)} classes of real photos '
           f'({sample})')
     overrides = {
@@ -173,43 +260,64 @@ def main(argv=None) -> int:
                      for c in CLASSES}
 
         print(f'3. training: `train` goal, {args.epochs} epochs')
-        t_train = time.monotonic()
-        status, result, n_feedback = train_with_progress(gc, args.epochs)
-        train_s = time.monotonic() - t_train
-        if status is not TrainStatus.SUCCEEDED:
-            print(f'   training {status.name}: {result.message if result else "rejected"}')
+        trained = train_and_switch(gc, args.epochs, folders['collect'][CLASSES[0]], log_path)
+        if trained is None:
             return 1
-        print(f'   {result.message}')
-
-        # The hot switch: the classifier, running all along, picks the new model up by itself.
-        gc.set_camera_source(str(folders['collect'][CLASSES[0]]), loop=True)
-        try:
-            gc.wait_for_prediction(lambda p: p.model_id == result.model_id, timeout=60.0)
-        except ClientError:
-            print(f'   the classifier did not switch to the new model; see {log_path}')
-            return 1
-        print(f'4. the classifier switched to model {result.model_id} '
-              f'{time.monotonic() - t_train - train_s:.1f} s after training, without a '
-              'restart; classifying photos that were never collected')
+        result, train_s, switch_s, n_feedback = trained
+        print(f'4. the classifier switched to model {result.model_id} {switch_s:.1f} s after '
+              'training, without a restart; classifying photos that were never collected')
         t_switch = time.monotonic()
-        results = {c: classify_class(gc, c, folders['holdout'][c], args.holdout,
-                                     result.model_id) for c in CLASSES}
+        results = classify_holdout(gc, folders, args.holdout, result.model_id)
         switch_note = f'{time.monotonic() - t_switch:.1f} s'
+        before = holdout_figures(results, 'held-out photos, first model')
+        print(indent(format_confusion(before)))
+        first, improved, more_s = result, None, 0.0
+        if args.more_epochs and sum(n_more.values()):
+            print(f'5. improve (the DLI step): collect the {sum(n_more.values())} photos the '
+                  f'first round did not, then train {args.more_epochs} more epochs from the '
+                  'current model')
+            for c in CLASSES:
+                collected[c] += collect_burst(gc, c, folders['more'][c], n_more[c])
+            trained = train_and_switch(gc, args.more_epochs, folders['more'][CLASSES[0]],
+                                       log_path)
+            if trained is None:
+                return 1
+            improved, more_s = trained[:2]
+            print(f'   the same {sum(len(r) for r in results.values())} held-out photos with '
+                  f'the improved model {improved.model_id}:')
+            results = classify_holdout(gc, folders, args.holdout, improved.model_id)
+            print(indent(format_confusion(holdout_figures(
+                results, 'held-out photos, improved model'))))
+            print('   `evaluate` on the dataset as it is now (validation = images the improved '
+                  'model never trained on):')
+            ev = gc.evaluate(timeout=600)
+            if ev.status is TrainStatus.SUCCEEDED:
+                print(indent(ev.result.message))
+                with contextlib.redirect_stdout(io.StringIO()) as text:
+                    print_evaluation(ev.result.validation)
+                print(indent(text.getvalue()))
+            else:
+                print(f'   evaluate {ev.status.name}: '
+                      f'{ev.result.message if ev.result else "rejected"}')
+            result = improved
     correct = {c: sum(p.label == c for p, _ in results[c]) for c in CLASSES}
     total = sum(len(r) for r in results.values())
     ages = [age * 1000 for r in results.values() for _, age in r]
-    for c in CLASSES:
-        marks = ''.join('+' if p.label == c else '-' for p, _ in results[c])
-        conf = statistics.fmean(p.confidence for p, _ in results[c]) if results[c] else 0.0
-        print(f'   {c:<12} {correct[c]:2d}/{len(results[c]):<2d} correct  {marks:<12} '
-              f'mean confidence {conf:.2f}')
     accuracy = sum(correct.values()) / total if total else 0.0
     print('\n== Summary')
     print(f'collected : {", ".join(f"{c} {collected[c]}" for c in CLASSES)} images in '
           f'{work / "data" / "thumbs" / "dataset"}')
-    print(f'trained   : {result.epochs_completed} epochs in {train_s:.0f} s '
-          f'({n_feedback} feedback messages) on {result.train_images} images, validation '
-          f'accuracy {result.val_accuracy:.2f} on {result.val_images}')
+    print(f'trained   : {first.epochs_completed} epochs in {train_s:.0f} s '
+          f'({n_feedback} feedback messages) on {first.train_images} images, validation '
+          f'accuracy {first.val_accuracy:.2f} on {first.val_images} (kept epoch '
+          f'{first.saved_epoch})')
+    if improved is not None:
+        print(f'improved  : {improved.epochs_completed} more epochs in {more_s:.0f} s from '
+              f'{improved.parent_model_id} ({improved.total_epochs} in total) on '
+              f'{improved.train_images} images, validation accuracy '
+              f'{improved.val_accuracy:.2f} on {improved.val_images} (kept epoch '
+              f'{improved.saved_epoch}); held-out accuracy {before.accuracy:.2f} -> '
+              f'{accuracy:.2f}')
     print(f'weights   : {weights_summary(result)}; recipe {result.recipe!r}')
     print(f'model     : {result.model_path}')
     print(f'held out  : {total} photos never collected, accuracy {accuracy:.2f} '

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 from collections.abc import Callable
 
-__all__ = ['atomic_write', 'ensure_private_dir', 'require_free_space']
+__all__ = ['atomic_write', 'ensure_private_dir', 'require_free_space', 'client_path']
 
 
 def ensure_private_dir(path: str | os.PathLike) -> Path:
@@ -91,3 +91,22 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *,
     finally:
         os.close(dir_fd)
     return target
+
+
+def client_path(path: object, base: Path) -> Path:
+    """A path a client sent, as a normalised absolute path: relative ones are taken from
+    ``base``. Only the text is checked here; callers check where it points.
+
+    Raises:
+        ValueError: not a string, empty, a NUL byte or a ``..`` component (the message shows
+            the value with ``repr``, cut at 200 characters).
+    """
+    if not isinstance(path, str) or not path:
+        raise ValueError('empty path')
+    shown = repr(path if len(path) <= 200 else path[:200] + '...')
+    if '\0' in path:
+        raise ValueError(f'path {shown} contains a NUL byte')
+    p = Path(path)
+    if '..' in p.parts:
+        raise ValueError(f'path {shown} contains ".."')
+    return Path(os.path.normpath(p if p.is_absolute() else base / p))
