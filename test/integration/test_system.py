@@ -415,11 +415,10 @@ def _three_class_model(folder):
 
 @pytest.mark.parametrize('make', [_garbage_model, _three_class_model],
                          ids=['garbage', 'other-classes'])
-def test_unusable_model_file_is_refused_and_running_model_stays(system, trained, tmp_path,
-                                                                 make):
+def test_unusable_model_file_is_refused_and_running_model_stays(system, trained, make):
     gc = system.client
     model_id = gc.wait_for_prediction(timeout=30).model_id
-    path, reason = make(tmp_path)
+    path, reason = make(system.model_path.parent)  # where announced models may come from
     pub = gc.node.create_publisher(ModelInfo, 'model', MODEL_QOS)
     try:
         pub.publish(ModelInfo(task='thumbs', model_id=f'bad-{path.stem}', path=str(path),

@@ -38,10 +38,12 @@ class Predictor:
 
     @classmethod
     def from_file(cls, path, device='cpu', expected_classes=None, backend='pytorch',
-                  write_exports=True) -> Predictor:
-        """Load and check a model file (raises ModelFileError, see model.load_model) and set
-        up ``backend`` for it (raises BackendError)."""
-        return cls(load_model(path, device, expected_classes), device, backend, write_exports)
+                  write_exports=True, allowed_dirs=None) -> Predictor:
+        """Load and check a model file (raises ModelFileError, see model.load_model; only
+        from ``allowed_dirs`` when given) and set up ``backend`` for it (raises
+        BackendError)."""
+        return cls(load_model(path, device, expected_classes, allowed_dirs), device, backend,
+                   write_exports)
 
     def predict(self, pixels: np.ndarray, order: str = 'rgb') -> np.ndarray:
         """Class probabilities for one ``(H, W, C)`` uint8 frame.

@@ -12,7 +12,9 @@ Parameters: task, classes, data_dir, model_path (read-only, see common.declare_t
     backend (string): what runs the network: 'pytorch' (default), 'onnxruntime' or
         'tensorrt' (see gesture_classifier.backends); the node refuses to start when the
         backend's package is missing;
-    stale_after (double, s): input older than this is reported as stale.
+    stale_after (double, s): input older than this is reported as stale;
+    model_dirs (string[]): folders announced models may be loaded from (default: the folder
+        of ``model_path``).
 
 Predictions are only ever published for new frames: when the camera stops, the predictions
 stop too (old results are never repeated) and the node logs that its input is stale.
@@ -23,11 +25,19 @@ makes) while the current model keeps classifying, then switches without a restar
 file that cannot be used (unreadable, another architecture, or classes other than the task's
 ``classes``, in that order) is refused with the reason and the running model stays. A
 malformed image is logged (throttled) and skipped.
+
+An announced path is untrusted input: only a regular file of bounded size inside
+``model_dirs`` is read, opened without blocking and checked with ``fstat`` first (see
+fsutil.read_untrusted_file), so a FIFO, a device, a directory, a symlink loop or a huge file is
+refused at once and never holds up the next announcement. A refused announcement (model_id and
+path) is remembered and not read again when it is re-announced.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
+from collections import OrderedDict
 
 from gesture_interfaces.msg import ModelInfo, Prediction
 from rclpy.node import Node
@@ -53,9 +63,16 @@ class ClassifierNode(Node):
             'CUDA with onnxruntime-gpu) or tensorrt (CUDA)', read_only=True,
             constraints=f'one of {", ".join(BACKENDS)}')
         require_usable(self.backend)
+        dirs = [d for d in declare(
+            self, 'model_dirs', [''], 'Folders announced models may be loaded from; empty: '
+            'the folder of model_path', read_only=True) if d]
+        self.model_dirs = [os.path.realpath(os.path.expanduser(d)) for d in dirs] or \
+            [str(self.task.model_path.parent)]
         self.predictor: Predictor | None = None
         self._load_lock = threading.Lock()
-        self._load_next: str | None = None  # newest model path waiting for the loader thread
+        # newest (path, announcement key) waiting for the loader thread
+        self._load_next: tuple[str, tuple | None] | None = None
+        self._refused: OrderedDict[tuple, str] = OrderedDict()  # (model_id, path) -> reason
         self._loader: threading.Thread | None = None
         self.frames_classified = 0
         self.frames_rejected = 0
@@ -65,6 +82,7 @@ class ClassifierNode(Node):
             float_range=(0.1, 3600.0), read_only=True)
         self._warn = Throttle(5.0)
         self._wait_note = Throttle(10.0)
+        self._refused_note = Throttle(5.0)
         self._last_frame: float | None = None  # time.monotonic() of the newest frame
         self._stale = False
         self.create_timer(min(1.0, self.stale_after / 2), self._check_input)
@@ -79,11 +97,12 @@ class ClassifierNode(Node):
             self.get_logger().info(f'no trained model yet ({self.task.model_path}); waiting '
                                    'for the trainer')
 
-    def request_load(self, path: str) -> None:
+    def request_load(self, path: str, key: tuple | None = None) -> None:
         """Load the model at ``path`` in the loader thread; while it loads, the current model
-        keeps classifying. Requests made meanwhile collapse to the newest one."""
+        keeps classifying. Requests made meanwhile collapse to the newest one. ``key`` (the
+        announcement's model_id and path) is remembered when the model is refused."""
         with self._load_lock:
-            self._load_next = path
+            self._load_next = (path, key)
             if self._loader is not None:
                 return
             self._loader = threading.Thread(target=self._load_pending, name='model_loader',
@@ -93,33 +112,45 @@ class ClassifierNode(Node):
     def _load_pending(self) -> None:
         while True:
             with self._load_lock:
-                path, self._load_next = self._load_next, None
-                if path is None:
+                pending, self._load_next = self._load_next, None
+                if pending is None:
                     self._loader = None
                     return
-            self.load(path)
+            path, key = pending
+            reason = self.load(path)
+            if reason is not None and key is not None:
+                self._remember_refusal(key, reason)
 
-    def load(self, path: str) -> bool:
-        """Load and switch to the model at ``path``; on failure keep the current one."""
+    def _remember_refusal(self, key: tuple, reason: str) -> None:
+        """Remember a refused announcement (the 256 newest) so it is never read again."""
+        with self._load_lock:
+            self._refused[key] = reason
+            while len(self._refused) > 256:
+                self._refused.popitem(last=False)
+
+    def load(self, path: str) -> str | None:
+        """Load and switch to the model at ``path``; on failure keep the current one and
+        return the reason (None on success)."""
+        kept = f'keeping model {self.predictor.model_id}' if self.predictor else \
+            'no model in use'
         try:
             predictor = Predictor.from_file(path, self.device,
                                             expected_classes=self.task.classes,
-                                            backend=self.backend)
+                                            backend=self.backend,
+                                            allowed_dirs=self.model_dirs)
         except Exception as exc:  # ModelFileError, or anything else: never die on a file
-            kept = f'keeping model {self.predictor.model_id}' if self.predictor else \
-                'no model in use'
             self.get_logger().error(f'refused model: {exc} ({kept})')
-            return False
+            return str(exc)
         mf = predictor.model_file
         if mf.task and mf.task != self.task.name:
-            self.get_logger().error(f'refused model {path}: it is for task {mf.task!r}, '
-                                    f'not {self.task.name!r}')
-            return False
+            reason = f'{path}: it is for task {mf.task!r}, not {self.task.name!r}'
+            self.get_logger().error(f'refused model {reason} ({kept})')
+            return reason
         self.predictor = predictor  # one reference assignment: the image callback sees either
         self.get_logger().info(f'using model {mf.model_id} ({", ".join(mf.class_names)}; '
                                f'val accuracy {mf.val_accuracy:.2f}) from {path}; '
                                f'{predictor.description}')
-        return True
+        return None
 
     def _on_model(self, info: ModelInfo) -> None:
         if info.task != self.task.name:
@@ -127,7 +158,20 @@ class ClassifierNode(Node):
             return
         if self.predictor is not None and info.model_id == self.predictor.model_id:
             return
-        self.request_load(info.path)
+        key = (info.model_id, info.path)
+        with self._load_lock:
+            before = self._refused.get(key)
+        if before is not None:
+            if self._refused_note(time.monotonic()):
+                self.get_logger().warning(f'ignoring re-announced model {info.model_id!r} at '
+                                          f'{info.path!r}: refused before ({before})')
+            return
+        if not os.path.isabs(info.path):
+            self._remember_refusal(key, 'path is not absolute')
+            self.get_logger().error(f'refused model {info.model_id!r}: path {info.path!r} is '
+                                    'not absolute')
+            return
+        self.request_load(info.path, key)
 
     def _check_input(self) -> None:
         """Say once when the input goes stale (camera lost) and once when it is back."""
