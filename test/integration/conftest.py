@@ -173,3 +173,37 @@ def trained(system, dataset) -> tuple[TrainOutcome, list]:
     outcome = system.client.train(epochs=2, on_feedback=feedback.append, timeout=300)
     assert outcome.status is TrainStatus.SUCCEEDED, outcome.result.message
     return outcome, feedback
+
+
+def probe_model(path: Path, up_image, down_image, confidence: float = 0.9,
+                model_id: str = 'probe-1') -> Path:
+    """Save a thumbs model whose predictions are known in advance: a seeded, randomly
+    initialised ResNet-18 backbone with its class layer fitted exactly to two real photos
+    (``up_image``, ``down_image``: uint8 BGR frames), so that the classifier gives
+    ``up_image`` thumbs_up and ``down_image`` thumbs_down, each with probability
+    ``confidence``. (Training a model that reliable takes minutes here; the tests of gesture
+    events, compressed input and the overlay need known outputs, not a good model.)"""
+    import math
+
+    import torch
+
+    from gesture_classifier.model import ModelFile, create_model, save_model
+    from gesture_classifier.preprocess import PreprocessSpec, preprocess_frame
+
+    torch.manual_seed(0)
+    net = create_model(len(CLASSES)).eval()
+    fc, net.fc = net.fc, torch.nn.Identity()
+    spec = PreprocessSpec()
+    with torch.inference_mode():
+        f_up, f_down = (net(preprocess_frame(img, 'bgr', spec))[0].double()
+                        for img in (up_image, down_image))
+    mid, d = (f_up + f_down) / 2, f_up - f_down
+    scale = (f_up - mid) @ d  # projection of f on d, normalised to +1 at up and -1 at down
+    half = 0.5 * math.log(confidence / (1 - confidence))  # logit difference 2*half at anchors
+    with torch.no_grad():
+        w = (half * d / scale).float()
+        b = float(-half * (mid @ d) / scale)
+        fc.weight.copy_(torch.stack([w, -w]))
+        fc.bias.copy_(torch.tensor([b, -b]))
+    net.fc = fc
+    return save_model(ModelFile(net, CLASSES, spec, task='thumbs', model_id=model_id), path)

@@ -14,7 +14,14 @@ Parameters: task, classes, data_dir, model_path (read-only, see common.declare_t
         backend's package is missing;
     stale_after (double, s): input older than this is reported as stale;
     model_dirs (string[]): folders announced models may be loaded from (default: the folder
-        of ``model_path``).
+        of ``model_path``);
+    gesture_threshold, gesture_smoothing, gesture_min_frames, gesture_min_duration (s),
+    gesture_hold_rate (Hz): the debouncing of ``gestures`` (see gesture_classifier.gestures);
+        changeable while running, validated in the set-parameters callback.
+
+Publishes ``gestures`` (gesture_interfaces/msg/GestureEvent): the debounced stable gesture,
+when it changes (and at ``gesture_hold_rate`` while it holds), with the header of the frame
+that decided it.
 
 Predictions are only ever published for new frames: when the camera stops, the predictions
 stop too (old results are never repeated) and the node logs that its input is stale.
@@ -38,17 +45,43 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import replace
 
-from gesture_interfaces.msg import ModelInfo, Prediction
+from builtin_interfaces.msg import Time
+from gesture_interfaces.msg import GestureEvent, ModelInfo, Prediction
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from ..backends import BACKENDS, require_usable
+from ..gestures import DebounceConfig, Debouncer
 from ..imaging import ImageFormatError, image_to_array
 from ..inference import Predictor
 from ..training import resolve_device
 from .common import (IMAGE_SUB_QOS, MODEL_QOS, PREDICTION_QOS, Throttle, declare,
                      declare_task, run_node)
+
+
+#: Live-tunable parameters of the gesture debouncer: parameter -> (DebounceConfig field,
+#: description). Ranges come from DebounceConfig.RANGES.
+GESTURE_PARAMS = {
+    'gesture_threshold': ('threshold', 'Smoothed probability a class needs to become the '
+                          'stable gesture; below it the state is none'),
+    'gesture_smoothing': ('smoothing', 'Exponential moving average factor of the probabilities '
+                          '(0: no smoothing; 0.9: slow)'),
+    'gesture_min_frames': ('min_frames', 'Consecutive frames a class must lead (at or above '
+                           'the threshold) before it becomes the stable gesture'),
+    'gesture_min_duration': ('min_duration', 'Seconds of frame time a class must lead before '
+                             'it becomes the stable gesture'),
+    'gesture_hold_rate': ('hold_rate', 'Rate (Hz) at which a held gesture is re-published as '
+                          'a HOLD event; 0: only changes'),
+}
+
+
+def to_time(seconds: float) -> Time:
+    """builtin_interfaces/Time of a time in seconds (>= 0)."""
+    sec = int(seconds)
+    return Time(sec=sec, nanosec=min(int(round((seconds - sec) * 1e9)), 999_999_999))
 
 
 class ClassifierNode(Node):
@@ -87,6 +120,15 @@ class ClassifierNode(Node):
         self._stale = False
         self.create_timer(min(1.0, self.stale_after / 2), self._check_input)
         self._pub = self.create_publisher(Prediction, 'predictions', PREDICTION_QOS)
+        defaults, values = DebounceConfig(), {}
+        for param, (field, text) in GESTURE_PARAMS.items():
+            low, high = DebounceConfig.RANGES[field]
+            kind = 'int_range' if isinstance(low, int) else 'float_range'
+            values[field] = declare(self, param, getattr(defaults, field), text,
+                                    **{kind: (low, high)})
+        self.debouncer = Debouncer(DebounceConfig(**values))
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._gesture_pub = self.create_publisher(GestureEvent, 'gestures', PREDICTION_QOS)
         self.create_subscription(ModelInfo, 'model', self._on_model, MODEL_QOS)
         self.create_subscription(Image, 'image_raw', self._on_image, IMAGE_SUB_QOS)
         self.get_logger().info(f'task {self.task.name!r} on {self.device}, backend '
@@ -173,6 +215,22 @@ class ClassifierNode(Node):
             return
         self.request_load(info.path, key)
 
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        """Validate and apply the gesture parameters together (types and ranges were checked
+        against the descriptors already). Applied here rather than in a post-set callback,
+        which Humble lacks; this is the node's only set-parameters callback, so a change that
+        passes it is the change that is made."""
+        changes = {GESTURE_PARAMS[p.name][0]: p.value for p in params
+                   if p.name in GESTURE_PARAMS}
+        if changes:
+            try:
+                config = replace(self.debouncer.config, **changes).check()
+            except (ValueError, TypeError) as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
+            self.debouncer.reconfigure(config)
+            self.get_logger().info(f'gesture debouncing now {config}')
+        return SetParametersResult(successful=True)
+
     def _check_input(self) -> None:
         """Say once when the input goes stale (camera lost) and once when it is back."""
         if self._last_frame is None:
@@ -216,6 +274,18 @@ class ClassifierNode(Node):
         out.inference_time = time.perf_counter() - start
         self._pub.publish(out)
         self.frames_classified += 1
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        try:
+            event = self.debouncer.update(probs, predictor.class_names, stamp)
+        except ValueError as exc:  # non-finite probabilities from a broken model
+            if self._warn(time.monotonic()):
+                self.get_logger().warning(f'no gesture update for this frame: {exc}')
+            return
+        if event is not None:
+            self._gesture_pub.publish(GestureEvent(
+                header=msg.header, kind=event.kind, label=event.label,
+                confidence=event.confidence, since=to_time(event.since),
+                previous_label=event.previous, model_id=predictor.model_id))
 
 
 def main(args=None):
