@@ -1,17 +1,20 @@
-"""Gesture events over the real middleware: the classifier process debounces its predictions
-of real photos into ``gestures``; its thresholds change while it runs."""
+"""Gesture events and the overlay over the real middleware: the classifier process debounces
+its predictions of real photos into ``gestures``, its thresholds change while it runs, and it
+draws ``overlay`` only while someone subscribes."""
 from __future__ import annotations
 
+import threading
 import time
 
 import cv2
 import pytest
+from diagnostic_msgs.msg import DiagnosticArray
 from gesture_interfaces.msg import GestureEvent
 from sensor_msgs.msg import Image
 
 from gesture_classifier.client import ClientError, GestureClient
 from gesture_classifier.imaging import array_to_image_fields
-from gesture_classifier.nodes.common import IMAGE_PUB_QOS
+from gesture_classifier.nodes.common import IMAGE_PUB_QOS, IMAGE_SUB_QOS
 
 from .conftest import THUMBS, graph_overrides, probe_model, start_nodes
 
@@ -126,3 +129,49 @@ def test_invalid_gesture_parameters_are_refused_with_a_reason(graph, values, rea
     with pytest.raises(ClientError, match=reason):
         graph.client.set_parameters('classifier', **values)
     graph.run(['up'])  # still classifying
+
+
+def _overlays_published(client) -> int:
+    """The classifier's 'overlays published' from a /diagnostics status made after this call
+    (the first one received at least 1.1 s later: the period is 1 s)."""
+    got, done = [], threading.Event()
+    start = time.monotonic()
+
+    def on_array(msg):
+        for st in msg.status:
+            if st.name == 'classifier: inference' and time.monotonic() - start >= 1.1:
+                got.append({kv.key: kv.value for kv in st.values})
+                done.set()
+
+    sub = client.node.create_subscription(DiagnosticArray, '/diagnostics', on_array, 10)
+    try:
+        assert done.wait(15), 'no diagnostics from the classifier'
+    finally:
+        client.node.destroy_subscription(sub)
+    return int(got[0]['overlays published'])
+
+
+def test_overlay_is_published_only_while_someone_subscribes(graph):
+    gc = graph.client
+    graph.run(['up'] * 3)
+    assert _overlays_published(gc) == 0, 'nobody subscribed: nothing drawn'
+    received = []
+    sub = gc.node.create_subscription(Image, 'overlay', received.append, IMAGE_SUB_QOS)
+    try:
+        deadline = time.monotonic() + 10
+        while sub.get_publisher_count() < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # the classifier's side of the match
+        graph.run(['up', 'down', 'up'])
+        time.sleep(0.5)
+    finally:
+        gc.node.destroy_subscription(sub)
+    ids = {m.header.frame_id for m in received}
+    assert {f'up-{graph.n - 2}', f'down-{graph.n - 1}', f'up-{graph.n}'} <= ids, ids
+    m = received[-1]
+    assert (m.encoding, m.width, m.height) == ('bgr8', 224, 224)
+    time.sleep(1.0)  # the classifier notices the subscriber is gone
+    count = _overlays_published(gc)
+    assert count >= 3
+    graph.run(['up'] * 3)
+    assert _overlays_published(gc) == count, 'drawn again after the subscriber left'

@@ -1,11 +1,12 @@
 """classifier node: applies the task's fine-tuned ResNet-18 to the newest camera frame and
 publishes class probabilities.
 
-Subscribes ``image_raw`` (sensor_msgs/Image, sensor-data QoS, depth 1: while one frame is being
-classified newer ones replace each other in the queue, so the next one classified is always the
-newest and no backlog builds up) and ``model`` (gesture_interfaces/msg/ModelInfo, latched, from
-the trainer). Publishes ``predictions`` (gesture_interfaces/msg/Prediction) with the header of
-the classified image.
+Subscribes ``image_raw`` (sensor_msgs/Image; or ``image_raw/compressed``, sensor_msgs/
+CompressedImage, JPEG or PNG, with ``image_transport: compressed``; sensor-data QoS, depth 1:
+while one frame is being classified newer ones replace each other in the queue, so the next
+one classified is always the newest and no backlog builds up) and ``model``
+(gesture_interfaces/msg/ModelInfo, latched, from the trainer). Publishes ``predictions``
+(gesture_interfaces/msg/Prediction) with the header of the classified image.
 
 Parameters: task, classes, data_dir, model_path (read-only, see common.declare_task) and
     device (string): 'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:N';
@@ -18,6 +19,14 @@ Parameters: task, classes, data_dir, model_path (read-only, see common.declare_t
     gesture_threshold, gesture_smoothing, gesture_min_frames, gesture_min_duration (s),
     gesture_hold_rate (Hz): the debouncing of ``gestures`` (see gesture_classifier.gestures);
         changeable while running, validated in the set-parameters callback.
+
+Diagnostics (``/diagnostics``, 1 Hz, status ``classifier: inference``): model id, backend and
+why, device, rate, latency p50, stale input, rejected frames, refused models; WARN without a
+model or with stale input.
+
+Publishes ``overlay`` (sensor_msgs/Image, bgr8, the header of the classified frame): the frame
+with the top label, the stable gesture and a bar per class, for rviz / rqt_image_view /
+Foxglove; drawn only while ``overlay`` has subscribers, so it costs nothing otherwise.
 
 Publishes ``gestures`` (gesture_interfaces/msg/GestureEvent): the debounced stable gesture,
 when it changes (and at ``gesture_hold_rate`` while it holds), with the header of the frame
@@ -55,11 +64,13 @@ from sensor_msgs.msg import Image
 
 from ..backends import BACKENDS, require_usable
 from ..gestures import DebounceConfig, Debouncer
-from ..imaging import ImageFormatError, image_to_array
+from ..imaging import ImageFormatError, array_to_image_fields, message_to_array
 from ..inference import Predictor
+from ..overlay import draw_overlay
 from ..training import resolve_device
-from .common import (IMAGE_SUB_QOS, MODEL_QOS, PREDICTION_QOS, Throttle, declare,
-                     declare_task, run_node)
+from .common import (IMAGE_PUB_QOS, MODEL_QOS, PREDICTION_QOS, Throttle, declare,
+                     declare_task, run_node, subscribe_images)
+from .diagnostics import OK, WARN, Latencies, RateMeter, updater_for
 
 
 #: Live-tunable parameters of the gesture debouncer: parameter -> (DebounceConfig field,
@@ -129,8 +140,13 @@ class ClassifierNode(Node):
         self.debouncer = Debouncer(DebounceConfig(**values))
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._gesture_pub = self.create_publisher(GestureEvent, 'gestures', PREDICTION_QOS)
+        self._overlay_pub = self.create_publisher(Image, 'overlay', IMAGE_PUB_QOS)
+        self.overlays_published = 0
+        self._rate, self._latency = RateMeter(), Latencies()
+        self._diagnostics = updater_for(self, str(self.device))
+        self._diagnostics.add('inference', self._diagnose)
         self.create_subscription(ModelInfo, 'model', self._on_model, MODEL_QOS)
-        self.create_subscription(Image, 'image_raw', self._on_image, IMAGE_SUB_QOS)
+        self._image_topic = subscribe_images(self, self._on_image)
         self.get_logger().info(f'task {self.task.name!r} on {self.device}, backend '
                                f'{self.backend}')
         if self.task.model_path.exists():
@@ -231,6 +247,41 @@ class ClassifierNode(Node):
             self.get_logger().info(f'gesture debouncing now {config}')
         return SetParametersResult(successful=True)
 
+    def _publish_overlay(self, header, view, class_names, probs) -> None:
+        try:
+            drawn = draw_overlay(view.pixels, view.order, class_names, probs,
+                                 self.debouncer.label)
+        except ValueError as exc:
+            if self._warn(time.monotonic()):
+                self.get_logger().warning(f'no overlay for this frame: {exc}')
+            return
+        out = Image(**array_to_image_fields(drawn, 'bgr8'))
+        out.header = header
+        self._overlay_pub.publish(out)
+        self.overlays_published += 1
+
+    def _diagnose(self, stat):
+        predictor, p50 = self.predictor, self._latency.median()
+        if predictor is None:
+            stat.summary(WARN, 'no model yet: collect samples and send a train goal')
+        elif self._stale:
+            stat.summary(WARN, 'input stale: no camera frames')
+        else:
+            stat.summary(OK, f'classifying with {predictor.model_id}')
+        with self._load_lock:
+            refused = len(self._refused)
+        for key, value in (
+                ('model id', predictor.model_id if predictor else ''),
+                ('backend', predictor.description if predictor else self.backend),
+                ('device', self.device), ('rate (Hz)', f'{self._rate.rate():.1f}'),
+                ('latency p50 (ms)', f'{p50 * 1e3:.1f}' if p50 is not None else ''),
+                ('input stale', self._stale), ('frames classified', self.frames_classified),
+                ('rejected frames', self.frames_rejected),
+                ('overlays published', self.overlays_published),
+                ('refused model announcements', refused)):
+            stat.add(key, value)
+        return stat
+
     def _check_input(self) -> None:
         """Say once when the input goes stale (camera lost) and once when it is back."""
         if self._last_frame is None:
@@ -239,10 +290,11 @@ class ClassifierNode(Node):
         if age > self.stale_after and not self._stale:
             self._stale = True
             self.get_logger().warning(f'input stale: no camera frame for {age:.1f} s on '
-                                      f'{self.resolve_topic_name("image_raw")}; no '
+                                      f'{self._image_topic}; no '
                                       'predictions until frames arrive again')
 
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg) -> None:
+        """A camera frame: sensor_msgs/Image or CompressedImage (see image_transport)."""
         self._last_frame = time.monotonic()
         if self._stale:
             self._stale = False
@@ -255,7 +307,7 @@ class ClassifierNode(Node):
             return
         start = time.perf_counter()
         try:
-            view = image_to_array(msg)
+            view = message_to_array(msg)
             probs = predictor.predict(view.pixels, view.order)
         except (ImageFormatError, ValueError) as exc:
             self.frames_rejected += 1
@@ -274,6 +326,8 @@ class ClassifierNode(Node):
         out.inference_time = time.perf_counter() - start
         self._pub.publish(out)
         self.frames_classified += 1
+        self._rate.tick()
+        self._latency.add(out.inference_time)
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         try:
             event = self.debouncer.update(probs, predictor.class_names, stamp)
@@ -281,6 +335,8 @@ class ClassifierNode(Node):
             if self._warn(time.monotonic()):
                 self.get_logger().warning(f'no gesture update for this frame: {exc}')
             return
+        if self._overlay_pub.get_subscription_count():  # only for someone watching
+            self._publish_overlay(msg.header, view, predictor.class_names, probs)
         if event is not None:
             self._gesture_pub.publish(GestureEvent(
                 header=msg.header, kind=event.kind, label=event.label,

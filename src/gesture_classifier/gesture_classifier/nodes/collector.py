@@ -1,7 +1,8 @@
 """collector node: keeps the newest camera frame and, when its ``collect`` service is called
 with a label, stores that frame as ``<dataset_dir>/<label>/<uuid>.jpg``.
 
-Subscribes ``image_raw`` (sensor_msgs/Image, sensor-data QoS, depth 1); serves ``collect``
+Subscribes ``image_raw`` (sensor_msgs/Image; or ``image_raw/compressed`` with
+``image_transport: compressed``; sensor-data QoS, depth 1); serves ``collect``
 (gesture_interfaces/srv/Collect).
 
 Parameters: task, classes, data_dir, dataset_dir (read-only, see common.declare_task) and
@@ -13,21 +14,33 @@ Parameters: task, classes, data_dir, dataset_dir (read-only, see common.declare_
 A request with an unknown or unsafe label, without a recent frame, with a malformed frame or
 on a full disk gets ``success=false`` and a reason; nothing partial is written and the node
 keeps running.
+
+Diagnostics (``/diagnostics``, 1 Hz, status ``collector: dataset``): samples per class, free
+disk, frames received, collects saved and refused requests by reason; WARN below 100 MB free
+or without camera frames.
 """
 from __future__ import annotations
 
 import math
 import re
+import shutil
 import time
+from collections import Counter
 
 from gesture_interfaces.srv import Collect
 from rclpy.node import Node
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 
 from ..dataset import count_images, save_sample
-from ..imaging import ImageFormatError, image_to_array
+from ..imaging import ImageFormatError, message_to_array
 from ..tasks import LABEL_PATTERN, InvalidNameError
-from .common import IMAGE_SUB_QOS, NO_FRAME_YET, declare, declare_task, run_node
+from .common import NO_FRAME_YET, declare, declare_task, run_node, subscribe_images
+from .diagnostics import OK, WARN, updater_for
+
+#: Refusal reasons counted in the diagnostics: (start of the reason text, key).
+REFUSAL_KINDS = (('label', 'label'), ('unknown label', 'label'), ('too many', 'rate'),
+                 (NO_FRAME_YET, 'no frame'), ('newest frame', 'stale frame'),
+                 ('malformed', 'malformed image'), ('could not save', 'save failed'))
 
 
 class CollectorNode(Node):
@@ -51,10 +64,13 @@ class CollectorNode(Node):
             raise ValueError(f'label_pattern {pattern!r} is not a regular expression: '
                              f'{exc}') from exc
         self._last_saved = -math.inf  # time.monotonic() of the last accepted request
-        self._latest: Image | None = None
+        self._latest: Image | CompressedImage | None = None
         self._received = 0.0  # time.monotonic() when _latest arrived
-        self.create_subscription(Image, 'image_raw', self._on_image, IMAGE_SUB_QOS)
+        self._image_topic = subscribe_images(self, self._on_image)
         self.create_service(Collect, 'collect', self._on_collect)
+        self.frames_received, self.saved, self.refused = 0, 0, Counter()
+        self._diagnostics = updater_for(self, str(self.task.dataset_dir))
+        self._diagnostics.add('dataset', self._diagnose)
         counts = ', '.join(f'{c}: {self._count(c)}' for c in self.task.classes)
         self.get_logger().info(f'task {self.task.name!r}, dataset {self.task.dataset_dir} '
                                f'({counts})')
@@ -65,9 +81,29 @@ class CollectorNode(Node):
         except (ValueError, OSError):
             return 0
 
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg: Image | CompressedImage) -> None:
         # Only a reference is kept; the frame is decoded when (and if) it is collected.
         self._latest, self._received = msg, time.monotonic()
+        self.frames_received += 1
+
+    def _diagnose(self, stat):
+        folder = next(p for p in (self.task.dataset_dir, *self.task.dataset_dir.parents)
+                      if p.exists())
+        free = shutil.disk_usage(folder).free
+        if free < 100e6:
+            stat.summary(WARN, f'only {free / 1e6:.0f} MB free for samples')
+        elif self._latest is None:
+            stat.summary(WARN, 'no camera frame received yet')
+        else:
+            stat.summary(OK, f'{self.saved} sample(s) collected since start')
+        for label in self.task.classes:
+            stat.add(f'samples {label}', self._count(label))
+        stat.add('free disk (MB)', f'{free / 1e6:.0f}')
+        stat.add('frames received', self.frames_received)
+        stat.add('collected', self.saved)
+        for kind in dict.fromkeys([k for _, k in REFUSAL_KINDS] + ['other']):
+            stat.add(f'refused: {kind}', self.refused[kind])
+        return stat
 
     def _on_collect(self, request: Collect.Request, response: Collect.Response):
         label = request.label
@@ -85,19 +121,20 @@ class CollectorNode(Node):
         msg, received = self._latest, self._received
         if msg is None:
             return self._fail(response, f'{NO_FRAME_YET} on '
-                              f'{self.resolve_topic_name("image_raw")}', label)
+                              f'{self._image_topic}', label)
         age = time.monotonic() - received
         if age > self.max_frame_age:
             return self._fail(response, f'newest frame is {age:.2f} s old (max_frame_age '
                               f'{self.max_frame_age:g} s): is the camera running?', label)
         try:
-            view = image_to_array(msg)
+            view = message_to_array(msg)
             path, count = save_sample(self.task, label, view.pixels, view.order)
         except ImageFormatError as exc:
             return self._fail(response, f'malformed image message: {exc}', label)
         except (OSError, ValueError) as exc:
             return self._fail(response, f'could not save the image: {exc}', label)
         self._last_saved = now
+        self.saved += 1
         response.success, response.path, response.count = True, str(path), count
         response.message = f'saved {label} #{count}'
         self.get_logger().info(f'{response.message}: {path}')
@@ -108,6 +145,8 @@ class CollectorNode(Node):
         Only refusals list the folder: a successful save gets its count from save_sample."""
         response.success, response.message, response.path = False, reason, ''
         response.count = self._count(label) if label is not None else 0
+        self.refused[next((k for start, k in REFUSAL_KINDS if reason.startswith(start)),
+                          'other')] += 1
         self.get_logger().warning(f'collect refused: {reason}')
         return response
 

@@ -14,6 +14,10 @@ Parameters (read-only): task, classes, data_dir, dataset_dir, model_path (see
 common.declare_task), device, initial_weights ('imagenet', 'none' or a path), batch_size,
 learning_rate, val_fraction, seed, augment, max_epochs, max_batch_size, backend (the
 classifier's backend, to export for).
+
+Diagnostics (``/diagnostics``, 1 Hz, status ``trainer: training``): idle or training, epoch and
+progress of the running goal, the last goal's result and model id; ERROR when the last goal
+failed.
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ from ..dataset import DatasetError
 from ..model import ModelFileError
 from ..training import Progress, TrainConfig, resolve_device, train_task
 from .common import MODEL_QOS, declare, declare_task, run_node
+from .diagnostics import ERROR, OK, updater_for
 
 
 class TrainerNode(Node):
@@ -70,8 +75,33 @@ class TrainerNode(Node):
             self, Train, 'train', execute_callback=self._execute,
             goal_callback=self._on_goal, cancel_callback=self._on_cancel,
             callback_group=ReentrantCallbackGroup())
+        self._progress: Progress | None = None  # of the running goal
+        self._last_result: Train.Result | None = None
+        self._diagnostics = updater_for(self, str(self.device))
+        self._diagnostics.add('training', self._diagnose)
         self.get_logger().info(f'task {self.task.name!r}: dataset {self.task.dataset_dir}, '
                                f'model {self.task.model_path}, device {self.device}')
+
+    def _diagnose(self, stat):
+        """idle/training, epoch and loss of the running goal, the last goal's result; ERROR
+        when the last goal failed (a cancel is not a failure)."""
+        progress, last = self._progress, self._last_result
+        training = self._busy.locked()
+        if training:
+            stat.summary(OK, 'training' + (f': epoch {progress.epoch}/{progress.epochs}'
+                                           if progress else ''))
+        elif last is not None and not last.success and \
+                last.error_code != Train.Result.CANCELED:
+            stat.summary(ERROR, f'idle; the last goal failed: {last.message}')
+        else:
+            stat.summary(OK, 'idle')
+        stat.add('state', 'training' if training else 'idle')
+        stat.add('epoch', f'{progress.epoch}/{progress.epochs}' if training and progress
+                 else '')
+        stat.add('progress', f'{progress.progress:.3f}' if training and progress else '')
+        stat.add('last result', last.message if last else '')
+        stat.add('last model id', last.model_id if last else '')
+        return stat
 
     # -- goal handling ---------------------------------------------------------------------
     def goal_error(self, goal: Train.Goal) -> str:
@@ -101,8 +131,10 @@ class TrainerNode(Node):
         return CancelResponse.ACCEPT
 
     def _execute(self, goal_handle) -> Train.Result:
+        self._progress = None
         try:
-            return self._train(goal_handle)
+            self._last_result = self._train(goal_handle)
+            return self._last_result
         finally:
             self._busy.release()
 
@@ -118,6 +150,7 @@ class TrainerNode(Node):
                                f'(batch {cfg.batch_size}, lr {cfg.learning_rate:g})')
 
         def on_progress(p: Progress) -> None:
+            self._progress = p
             goal_handle.publish_feedback(Train.Feedback(
                 epoch=p.epoch, epochs=p.epochs, batch=p.batch, batches=p.batches,
                 progress=float(p.progress), loss=float(p.loss), accuracy=float(p.accuracy),
