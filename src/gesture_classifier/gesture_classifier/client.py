@@ -317,12 +317,13 @@ class GestureClient:
     # -- train -----------------------------------------------------------------------------
     def send_train_goal(self, epochs: int, batch_size: int = 0, learning_rate: float = 0.0,
                         on_feedback: Callable[[Train.Feedback], None] | None = None,
-                        timeout: float = 10.0):
-        """Send a goal; returns the accepted goal handle, or None when it was rejected."""
+                        timeout: float = 10.0, recipe: str = ''):
+        """Send a goal; returns the accepted goal handle, or None when it was rejected.
+        ``recipe``: a preset name, '' = the trainer's (see Train.action)."""
         if not self._train.wait_for_server(timeout_sec=timeout):
             raise ClientError('train action not available')
         goal = Train.Goal(epochs=epochs, batch_size=batch_size,
-                          learning_rate=float(learning_rate))
+                          learning_rate=float(learning_rate), recipe=recipe)
         handle = wait_future(self._train.send_goal_async(
             goal, feedback_callback=(lambda fb: on_feedback(fb.feedback)) if on_feedback
             else None), timeout, 'send train goal')
@@ -333,7 +334,7 @@ class GestureClient:
 
     def train(self, epochs: int, batch_size: int = 0, learning_rate: float = 0.0,
               on_feedback: Callable[[Train.Feedback], None] | None = None,
-              timeout: float = 3600.0) -> TrainOutcome:
+              timeout: float = 3600.0, recipe: str = '') -> TrainOutcome:
         """Train and wait for the result. A rejected goal gives status REJECTED (the trainer
         logs why: another goal running, or values out of range)."""
         count = [0]
@@ -343,7 +344,7 @@ class GestureClient:
             if on_feedback:
                 on_feedback(f)
 
-        handle = self.send_train_goal(epochs, batch_size, learning_rate, fb)
+        handle = self.send_train_goal(epochs, batch_size, learning_rate, fb, recipe=recipe)
         if handle is None:
             return TrainOutcome(TrainStatus.REJECTED, None, 0)
         res = wait_future(handle.get_result_async(), timeout, 'train result')
