@@ -26,9 +26,7 @@ def graph(tmp_path_factory):
     if not THUMBS.is_dir():
         pytest.skip(f'shared test data not found: {THUMBS}')
     root = tmp_path_factory.mktemp('compressed')
-    up = cv2.imread(str(sorted((THUMBS / 'thumbs_up').glob('*.jpg'))[0]))
-    down = cv2.imread(str(sorted((THUMBS / 'thumbs_down').glob('*.jpg'))[0]))
-    model = probe_model(root / 'data' / 'thumbs' / 'models' / 'resnet18.pt', up, down, 0.9)
+    model = probe_model(root / 'data' / 'thumbs' / 'models' / 'resnet18.pt', 0.9)
     overrides = graph_overrides(
         root / 'data', camera=dict(source=str(root / 'no_camera'), rate=10.0, width=0,
                                    height=0, jpeg_quality=90),

@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 import time
 
-import cv2
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from gesture_interfaces.msg import GestureEvent
@@ -16,7 +15,7 @@ from gesture_classifier.client import ClientError, GestureClient
 from gesture_classifier.imaging import array_to_image_fields
 from gesture_classifier.nodes.common import IMAGE_PUB_QOS, IMAGE_SUB_QOS
 
-from .conftest import THUMBS, graph_overrides, probe_model, start_nodes
+from .conftest import THUMBS, graph_overrides, probe_model, probe_photos, start_nodes
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -28,9 +27,8 @@ def graph(tmp_path_factory):
     if not THUMBS.is_dir():
         pytest.skip(f'shared test data not found: {THUMBS}')
     root = tmp_path_factory.mktemp('gestures')
-    up = cv2.imread(str(sorted((THUMBS / 'thumbs_up').glob('*.jpg'))[0]))
-    down = cv2.imread(str(sorted((THUMBS / 'thumbs_down').glob('*.jpg'))[0]))
-    probe_model(root / 'data' / 'thumbs' / 'models' / 'resnet18.pt', up, down, 0.9)
+    up, down = probe_photos()
+    probe_model(root / 'data' / 'thumbs' / 'models' / 'resnet18.pt', 0.9)
     overrides = graph_overrides(root / 'data', classifier=dict(
         gesture_threshold=0.6, gesture_smoothing=0.0, gesture_min_frames=3))
     log = root / 'nodes.log'

@@ -1,5 +1,5 @@
 """What a robot's other software sees of the running system, over the real middleware:
-``/diagnostics`` from every node."""
+``/diagnostics`` from every node, and what ``backend: auto`` chose and why."""
 from __future__ import annotations
 
 import threading
@@ -7,6 +7,8 @@ import time
 
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+
+from gesture_classifier.backends import available_backends
 
 from .conftest import THUMBS, graph_overrides, running_graph
 
@@ -21,7 +23,8 @@ def robot(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('robot')
     overrides = graph_overrides(
         tmp / 'data', camera=dict(source=str(THUMBS / 'thumbs_up'), width=0, height=0,
-                                  rate=10.0, loop=True))
+                                  rate=10.0, loop=True),
+        classifier=dict(backend='auto'))  # the default, which the other graphs pin
     with running_graph(overrides, tmp / 'data', tmp / 'nodes.log') as system:
         system.client.wait_for_image(timeout=30)
         yield system
@@ -99,3 +102,13 @@ def test_diagnostics_follow_what_happens(robot):
     cam_values = {kv.key: kv.value for kv in cam.values}
     assert int(cam_values['reopen count']) >= 1 and 'no_such_camera' in cam_values['last error']
     robot.alive()
+
+
+def test_auto_backend_says_what_it_chose_and_why(robot):
+    statuses = _diagnostics(robot.client, 1.5)
+    values = {kv.key: kv.value for kv in statuses['classifier: inference'].values}
+    expected = 'onnxruntime' if 'onnxruntime' in available_backends() else 'pytorch'
+    assert values['backend'] == expected
+    assert values['backend chosen because'].startswith('auto: no TensorRT on cpu')
+    assert values['precision'] == 'fp32'
+    assert f"backend {expected} (auto: no TensorRT on cpu" in robot.log.read_text()

@@ -10,9 +10,12 @@ one classified is always the newest and no backlog builds up) and ``model``
 
 Parameters: task, classes, data_dir, model_path (read-only, see common.declare_task) and
     device (string): 'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:N';
-    backend (string): what runs the network: 'pytorch' (default), 'onnxruntime' or
-        'tensorrt' (see gesture_classifier.backends); the node refuses to start when the
-        backend's package is missing;
+    backend (string): what runs the network: 'auto' (default: tensorrt with TensorRT and
+        CUDA, else onnxruntime when installed, else pytorch; the log and the diagnostics say
+        which and why; if the chosen one fails for a model, the next is tried), 'pytorch',
+        'onnxruntime' or 'tensorrt' (see gesture_classifier.backends); the node refuses to
+        start when an explicitly chosen backend's package is missing;
+    precision (string): 'fp32' (default) or 'fp16' (CUDA only; pytorch and tensorrt);
     stale_after (double, s): input older than this is reported as stale;
     model_dirs (string[]): folders announced models may be loaded from (default: the folder
         of ``model_path``);
@@ -62,7 +65,8 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
-from ..backends import BACKENDS, require_usable
+from ..backends import (AUTO, BACKENDS, PRECISIONS, BackendError, available_backends,
+                        resolve_backend)
 from ..gestures import DebounceConfig, Debouncer
 from ..imaging import ImageFormatError, array_to_image_fields, message_to_array
 from ..inference import Predictor
@@ -102,11 +106,20 @@ class ClassifierNode(Node):
         self.device = resolve_device(declare(
             self, 'device', 'auto', "Torch device: 'auto', 'cpu', 'cuda' or 'cuda:N'",
             read_only=True))
-        self.backend = declare(
-            self, 'backend', 'pytorch', 'What runs the network: pytorch, onnxruntime (CPU, or '
-            'CUDA with onnxruntime-gpu) or tensorrt (CUDA)', read_only=True,
-            constraints=f'one of {", ".join(BACKENDS)}')
-        require_usable(self.backend)
+        requested = declare(
+            self, 'backend', AUTO, 'What runs the network: auto (the fastest usable here: '
+            'tensorrt, else onnxruntime, else pytorch), pytorch, onnxruntime (CPU, or CUDA '
+            'with onnxruntime-gpu) or tensorrt (CUDA)', read_only=True,
+            constraints=f'one of {AUTO}, {", ".join(BACKENDS)}')
+        self.precision = declare(
+            self, 'precision', 'fp32', 'Network precision: fp32, or fp16 on CUDA (pytorch and '
+            'tensorrt)', read_only=True, constraints=f'one of {", ".join(PRECISIONS)}')
+        self.backend, self.backend_reason = resolve_backend(requested, self.device,
+                                                            self.precision)
+        # the chosen backend, then (auto only) the slower usable ones if it fails for a model
+        fallbacks = [b for b in ('onnxruntime', 'pytorch') if b in available_backends()
+                     and b != self.backend and (b, self.precision) != ('onnxruntime', 'fp16')]
+        self._backends = [self.backend] + (fallbacks if requested == AUTO else [])
         dirs = [d for d in declare(
             self, 'model_dirs', [''], 'Folders announced models may be loaded from; empty: '
             'the folder of model_path', read_only=True) if d]
@@ -148,7 +161,7 @@ class ClassifierNode(Node):
         self.create_subscription(ModelInfo, 'model', self._on_model, MODEL_QOS)
         self._image_topic = subscribe_images(self, self._on_image)
         self.get_logger().info(f'task {self.task.name!r} on {self.device}, backend '
-                               f'{self.backend}')
+                               f'{self.backend} ({self.backend_reason}), {self.precision}')
         if self.task.model_path.exists():
             self.request_load(str(self.task.model_path))
         else:
@@ -192,10 +205,7 @@ class ClassifierNode(Node):
         kept = f'keeping model {self.predictor.model_id}' if self.predictor else \
             'no model in use'
         try:
-            predictor = Predictor.from_file(path, self.device,
-                                            expected_classes=self.task.classes,
-                                            backend=self.backend,
-                                            allowed_dirs=self.model_dirs)
+            predictor = self._predictor(path)
         except Exception as exc:  # ModelFileError, or anything else: never die on a file
             self.get_logger().error(f'refused model: {exc} ({kept})')
             return str(exc)
@@ -209,6 +219,23 @@ class ClassifierNode(Node):
                                f'val accuracy {mf.val_accuracy:.2f}) from {path}; '
                                f'{predictor.description}')
         return None
+
+    def _predictor(self, path: str) -> Predictor:
+        """A Predictor for the model at ``path`` on the first of the backends that works
+        (raises what the last one raised)."""
+        for i, backend in enumerate(self._backends):
+            try:
+                return Predictor.from_file(path, self.device,
+                                           expected_classes=self.task.classes,
+                                           backend=backend, allowed_dirs=self.model_dirs,
+                                           precision=self.precision)
+            except BackendError as exc:
+                if i + 1 == len(self._backends):
+                    raise
+                self.backend_reason = (f'auto: {backend} failed for {path} ({exc}); using '
+                                       f'{self._backends[i + 1]}')
+                self.get_logger().warning(self.backend_reason)
+        raise AssertionError('no backend')  # unreachable: _backends is never empty
 
     def _on_model(self, info: ModelInfo) -> None:
         if info.task != self.task.name:
@@ -273,6 +300,8 @@ class ClassifierNode(Node):
         for key, value in (
                 ('model id', predictor.model_id if predictor else ''),
                 ('backend', predictor.description if predictor else self.backend),
+                ('backend chosen because', self.backend_reason),
+                ('precision', self.precision),
                 ('device', self.device), ('rate (Hz)', f'{self._rate.rate():.1f}'),
                 ('latency p50 (ms)', f'{p50 * 1e3:.1f}' if p50 is not None else ''),
                 ('input stale', self._stale), ('frames classified', self.frames_classified),

@@ -32,7 +32,8 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 
-from ..backends import BACKENDS, BackendError, export, require_usable
+from ..backends import (AUTO, BACKENDS, BackendError, available_backends, export,
+                        require_usable)
 from ..dataset import DatasetError
 from ..model import ModelFileError
 from ..training import (AUGMENTATIONS, AVERAGING, DEFAULT_RECIPE, RECIPES, STAGES, Progress,
@@ -72,11 +73,16 @@ class TrainerNode(Node):
                             int_range=(0, 2**31 - 1), read_only=True)
         self.augment = declare(self, 'augment', True, "Apply the recipe's augmentation "
                                '(false: none)', read_only=True)
-        self.backend = declare(
-            self, 'backend', 'pytorch', "The classifier's backend: after training, the files "
-            'it needs are exported beside the model (nothing for pytorch)', read_only=True,
-            constraints=f'one of {", ".join(BACKENDS)}')
-        require_usable(self.backend)
+        backend = declare(
+            self, 'backend', AUTO, "The classifier's backend: after training, the files "
+            'it needs are exported beside the model (nothing for pytorch; for auto the ONNX '
+            'export when onnx is installed: the classifier may run onnxruntime or build a '
+            'TensorRT engine from it on its own GPU)', read_only=True,
+            constraints=f'one of {AUTO}, {", ".join(BACKENDS)}')
+        if backend == AUTO:
+            backend = 'onnxruntime' if 'onnxruntime' in available_backends() else 'pytorch'
+        require_usable(backend)
+        self.backend = backend
         self._busy = threading.Lock()
         self._model_pub = self.create_publisher(ModelInfo, 'model', MODEL_QOS)
         self._server = ActionServer(
