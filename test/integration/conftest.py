@@ -61,12 +61,14 @@ class System:
 
 def graph_overrides(data_dir, **per_node) -> dict:
     """Parameter overrides of every node for a test graph: ``data_dir``, the thumbs task,
-    CPU, random initial weights (ImageNet weights cannot be had on CI), small batches; then
-    ``per_node`` updates, e.g. ``camera={'source': ...}``."""
+    CPU, the pytorch backend, random initial weights (ImageNet weights cannot be had on CI),
+    small batches; then ``per_node`` updates, e.g. ``camera={'source': ...}``."""
     common = {'data_dir': str(data_dir), 'task': 'thumbs', 'classes': list(CLASSES)}
     overrides = {name: dict(common) for name in NODES}
     overrides['trainer'].update(initial_weights='none', batch_size=4, device='cpu')
     overrides['classifier'].update(device='cpu')
+    for name in ('trainer', 'classifier'):  # the tests compare with PyTorch in-process; the
+        overrides[name]['backend'] = 'pytorch'  # default 'auto' is tested on its own
     for name, params in per_node.items():
         overrides[name].update(params)
     return overrides
@@ -173,3 +175,45 @@ def trained(system, dataset) -> tuple[TrainOutcome, list]:
     outcome = system.client.train(epochs=2, on_feedback=feedback.append, timeout=300)
     assert outcome.status is TrainStatus.SUCCEEDED, outcome.result.message
     return outcome, feedback
+
+
+def probe_photos():
+    """The two real photos :func:`probe_model` is fitted to: the first thumbs-up and the first
+    thumbs-down photo, as uint8 BGR frames."""
+    import cv2
+    return tuple(cv2.imread(str(sorted((THUMBS / label).glob('*.jpg'))[0]))
+                 for label in CLASSES)
+
+
+def probe_model(path: Path, confidence: float = 0.9, model_id: str = 'probe-1') -> Path:
+    """Save a thumbs model whose predictions are known in advance: a seeded, randomly
+    initialised ResNet-18 backbone with its class layer fitted exactly to the two real
+    :func:`probe_photos`, so that the classifier gives the thumbs-up photo thumbs_up and the
+    thumbs-down photo thumbs_down, each with probability ``confidence``. (Training a model
+    that reliable takes minutes here; the tests of gesture events, compressed input and the
+    overlay need known outputs, not a good model.)"""
+    import math
+
+    import torch
+
+    from gesture_classifier.model import ModelFile, create_model, save_model
+    from gesture_classifier.preprocess import PreprocessSpec, preprocess_frame
+
+    up_image, down_image = probe_photos()
+    torch.manual_seed(0)
+    net = create_model(len(CLASSES)).eval()
+    fc, net.fc = net.fc, torch.nn.Identity()
+    spec = PreprocessSpec()
+    with torch.inference_mode():
+        f_up, f_down = (net(preprocess_frame(img, 'bgr', spec))[0].double()
+                        for img in (up_image, down_image))
+    mid, d = (f_up + f_down) / 2, f_up - f_down
+    scale = (f_up - mid) @ d  # projection of f on d, normalised to +1 at up and -1 at down
+    half = 0.5 * math.log(confidence / (1 - confidence))  # logit difference 2*half at anchors
+    with torch.no_grad():
+        w = (half * d / scale).float()
+        b = float(-half * (mid @ d) / scale)
+        fc.weight.copy_(torch.stack([w, -w]))
+        fc.bias.copy_(torch.tensor([b, -b]))
+    net.fc = fc
+    return save_model(ModelFile(net, CLASSES, spec, task='thumbs', model_id=model_id), path)

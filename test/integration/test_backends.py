@@ -119,7 +119,7 @@ def test_unknown_backend_stops_the_node_with_a_reason(tmp_path):
         log.read_text()
 
 
-def test_old_model_keeps_classifying_while_a_new_one_loads(onnx_system, tmp_path):
+def test_old_model_keeps_classifying_while_a_new_one_loads(onnx_system):
     """A model announced without its ONNX export makes the classifier export it (about 1 s of
     CPU here) in its loader thread. Meanwhile the old model must go on classifying the camera's
     10 FPS: no pause in the predictions as long as the load, and then the switch.
@@ -130,7 +130,8 @@ def test_old_model_keeps_classifying_while_a_new_one_loads(onnx_system, tmp_path
     old_id = gc.wait_for_prediction(timeout=60).model_id
     new = ModelFile(create_model(len(CLASSES)), CLASSES, task='thumbs',
                     model_id=new_model_id('thumbs'))
-    path = save_model(new, tmp_path / 'announced' / 'resnet18.pt')
+    # (the classifier only loads announced models from its task's models folder)
+    path = save_model(new, onnx_system.model_path.parent / 'announced' / 'resnet18.pt')
     assert not any(p.exists() for p in export_paths(path, 'onnxruntime'))
     received = []  # (time.monotonic(), model_id)
     gc.add_prediction_listener(lambda p: received.append((time.monotonic(), p.model_id)))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import array
 import math
+import os
+import threading
 import time
 from pathlib import Path
 
@@ -17,12 +19,13 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from gesture_interfaces.msg import ModelInfo
 from sensor_msgs.msg import Image
 
 from gesture_classifier.bringup import NODES
 from gesture_classifier.client import TrainStatus
 from gesture_classifier.imaging import ENCODINGS
-from gesture_classifier.nodes.common import IMAGE_PUB_QOS
+from gesture_classifier.nodes.common import IMAGE_PUB_QOS, MODEL_QOS
 from gesture_classifier.versions import MODEL_ID_PATTERN
 
 from .conftest import (CLASSES, COUNTS, THUMBS, connect, graph_overrides, seed_dataset,
@@ -318,6 +321,136 @@ def test_hostile_evaluate_goals(hostile, model_id, batch_size):
         assert v.images + t.images == len(_samples(hostile))
     else:
         assert out.result.message
+
+
+# -- announced models ------------------------------------------------------------------------
+def _good_frame(frame_id):
+    frame = cv2.imread(str(sorted((THUMBS / 'thumbs_up').glob('*.jpg'))[-1]))
+    msg = Image(encoding='bgr8', width=224, height=224, step=672,
+                data=array.array('B', frame.tobytes()))
+    msg.header.frame_id = frame_id
+    return msg
+
+
+def _prediction(hostile, predicate, timeout):
+    """Publish good frames until a prediction satisfying ``predicate`` arrives."""
+    gc, msg = hostile['client'], _good_frame('announce')
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msg.header.stamp = gc.node.get_clock().now().to_msg()
+        hostile['pub'].publish(msg)
+        try:
+            return gc.wait_for_prediction(lambda p: p.header.frame_id == 'announce' and
+                                          predicate(p), 0.5)
+        except Exception:
+            continue
+    raise AssertionError(f'no matching prediction within {timeout} s')
+
+
+def _announce(pub, model_id, path):
+    pub.publish(ModelInfo(task='thumbs', model_id=model_id, path=str(path),
+                          class_names=list(CLASSES), architecture='resnet18', input_size=224))
+
+
+def _fifo(models, _):
+    os.mkfifo(models / 'fifo.pt')  # nobody ever writes: a blocking open() never returns
+    return models / 'fifo.pt'
+
+
+def _directory(models, _):
+    (models / 'dir.pt').mkdir()
+    return models / 'dir.pt'
+
+
+def _symlink_loop(models, _):
+    (models / 'loop_a.pt').symlink_to(models / 'loop_b.pt')
+    (models / 'loop_b.pt').symlink_to(models / 'loop_a.pt')
+    return models / 'loop_a.pt'
+
+
+def _huge(models, _):
+    with open(models / 'huge.pt', 'wb') as f:  # sparse: 64 GiB declared, nothing on disk
+        f.truncate(64 << 30)
+    return models / 'huge.pt'
+
+
+def _device_via_symlink(models, _):
+    (models / 'zero.pt').symlink_to('/dev/zero')  # endless bytes, outside the models folder
+    return models / 'zero.pt'
+
+
+def _device(models, _):
+    return Path('/dev/zero')
+
+
+def _changing(models, stop):
+    """A path that flips between a FIFO and a regular file, rewritten in place, many times a
+    second while the classifier reads it."""
+    fifo, regular, link = models / 'flip_fifo', models / 'flip_file', models / 'flip.pt'
+    os.mkfifo(fifo)
+    real = hostile_model_bytes[0]
+
+    def churn():
+        i = 0
+        while not stop.is_set():
+            with open(regular, 'wb') as f:  # rewritten in place: sizes and contents change
+                f.write(real[:len(real) // (1 + i % 3)])
+            tmp = models / 'flip.tmp'
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(fifo if i % 2 else regular)
+            os.replace(tmp, link)
+            i += 1
+            time.sleep(0.001)
+
+    threading.Thread(target=churn, daemon=True).start()
+    return link
+
+
+hostile_model_bytes: list[bytes] = []
+
+
+@pytest.mark.parametrize('make', [_fifo, _directory, _symlink_loop, _huge, _device,
+                                  _device_via_symlink, _changing])
+@pytest.mark.timeout(120)
+def test_a_hostile_model_announcement_never_stalls_the_next_good_one(hostile, make):
+    from gesture_classifier.model import load_model, save_model
+    gc, models = hostile['client'], hostile['model'].parent
+    if not hostile_model_bytes:
+        hostile_model_bytes.append(hostile['model'].read_bytes())
+    stop = threading.Event()
+    path = make(models, stop)
+    pub = gc.node.create_publisher(ModelInfo, 'model', MODEL_QOS)
+    log = hostile['log']
+    try:
+        bad_id = f'hostile-{make.__name__}'
+        _announce(pub, bad_id, path)
+        time.sleep(1.0)  # give the loader time to get stuck on it, if it can
+        # A genuine model announced meanwhile is loaded promptly.
+        mf = load_model(hostile['model'])
+        mf.model_id = f'genuine-after{make.__name__}'
+        good = save_model(mf, models / f'genuine{make.__name__}.pt')
+        start = time.monotonic()
+        _announce(pub, mf.model_id, good)
+        _prediction(hostile, lambda p: p.model_id == mf.model_id, 30)
+        _count('hostile model announcements')
+        took = time.monotonic() - start
+        assert took < 20, f'the good model took {took:.1f} s'
+        stop.set()
+        if make is not _changing:  # (a flipping path may have been read between two flips)
+            assert f"refused model: {path}" in log.read_text() or \
+                f'refused model {bad_id!r}' in log.read_text()
+            # Re-announced: not read again (one refusal line however often it is announced).
+            refusals = log.read_text().count(f'refused model: {path}')
+            for _ in range(5):
+                _announce(pub, bad_id, path)
+                _announce(pub, mf.model_id, good)
+            _prediction(hostile, lambda p: p.model_id == mf.model_id, 10)
+            time.sleep(0.5)
+            assert log.read_text().count(f'refused model: {path}') == refusals
+    finally:
+        stop.set()
+        gc.node.destroy_publisher(pub)
+    assert not hostile['nodes'].poll()
 
 
 # -- afterwards ------------------------------------------------------------------------------

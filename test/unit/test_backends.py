@@ -176,3 +176,64 @@ def test_tensorrt_engine_is_tagged_with_its_model(trained):
     engine = export_paths(trained, 'tensorrt')[1]
     tag = json.loads(engine.with_suffix('.engine.json').read_text())
     assert tag['model_id'] == mf.model_id and tag['precision'] == 'fp32'
+
+
+# -- backend: auto, precision ----------------------------------------------------------------
+def test_auto_picks_the_fastest_usable_backend_and_says_why(monkeypatch):
+    from gesture_classifier import backends
+    backend, why = backends.resolve_backend('auto', 'cpu')
+    expected = 'onnxruntime' if 'onnxruntime' in available_backends() else 'pytorch'
+    assert backend == expected and why.startswith('auto: ') and 'TensorRT' in why
+    monkeypatch.setattr(backends, 'available_backends', lambda: ['pytorch'])
+    assert backends.resolve_backend('auto', 'cpu') == (
+        'pytorch', 'auto: no TensorRT on cpu; ONNX Runtime is not installed')
+    monkeypatch.setattr(backends, 'available_backends',
+                        lambda: ['pytorch', 'onnxruntime', 'tensorrt'])
+    assert backends.resolve_backend('auto', 'cuda')[0] == 'tensorrt'
+    assert backends.resolve_backend('auto', 'cpu')[0] == 'onnxruntime'
+    monkeypatch.setattr(backends, 'available_backends', lambda: ['pytorch', 'onnxruntime'])
+    assert backends.resolve_backend('auto', 'cuda', 'fp16') == (
+        'pytorch', 'auto: TensorRT is not installed; fp16 has no ONNX Runtime path')
+
+
+def test_explicit_backend_and_precision_are_checked():
+    from gesture_classifier.backends import resolve_backend
+    assert resolve_backend('pytorch', 'cpu') == ('pytorch', 'set by the backend parameter')
+    with pytest.raises(ValueError, match='backend must be one of'):
+        resolve_backend('tflite', 'cpu')
+    with pytest.raises(ValueError, match='fp16 needs a CUDA device'):
+        resolve_backend('auto', 'cpu', 'fp16')
+    with pytest.raises(ValueError, match='precision must be one of'):
+        resolve_backend('pytorch', 'cpu', 'int8')
+    if 'onnxruntime' in available_backends():
+        with pytest.raises(ValueError, match='not supported by the onnxruntime'):
+            resolve_backend('onnxruntime', 'cuda', 'fp16')
+
+
+def test_fp16_on_cpu_is_a_backend_error(trained):
+    with pytest.raises(BackendError, match='fp16 needs a CUDA device'):
+        create_runner(load_model(trained), 'pytorch', 'cpu', precision='fp16')
+
+
+#: FP16 against FP32 on real photos: max |p_fp16 - p_fp32| over classes (ResNet-18 activations
+#: in half precision keep about 3 significant digits; softmax outputs move by about 1e-3).
+MAX_FP16_DIFF = 1e-2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason='FP16 needs a CUDA GPU; this machine has none (torch.cuda.'
+                           'is_available() is False)')
+@pytest.mark.parametrize('backend', ['pytorch', 'tensorrt'])
+def test_fp16_agrees_with_fp32_on_real_photos(trained, frames, backend):
+    if backend not in available_backends():
+        pytest.skip(f'{backend} is not usable on this machine')
+    fp32 = Predictor.from_file(trained, 'cuda', backend='pytorch')
+    fp16 = Predictor.from_file(trained, 'cuda', backend=backend, precision='fp16')
+    diffs, same = [], 0
+    for frame in frames:
+        a, b = fp32.predict(frame, 'bgr'), fp16.predict(frame, 'bgr')
+        diffs.append(float(np.abs(a - b).max()))
+        same += int(a.argmax() == b.argmax())
+    print(f'{backend} fp16 vs fp32 on {len(frames)} real photos: max diff {max(diffs):.2e}')
+    assert max(diffs) <= MAX_FP16_DIFF
+    assert same == len(frames)

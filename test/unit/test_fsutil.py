@@ -4,10 +4,13 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import time
 
 import pytest
 
-from gesture_classifier.fsutil import atomic_write, ensure_private_dir, require_free_space
+from gesture_classifier import fsutil
+from gesture_classifier.fsutil import (UntrustedFileError, atomic_write, ensure_private_dir,
+                                       read_untrusted_file, require_free_space)
 
 
 def _entries(d):
@@ -99,3 +102,98 @@ def test_ensure_private_dir_parents(tmp_path):
         os.umask(old)
     for d in (tmp_path / 'a', tmp_path / 'a' / 'b', leaf):
         assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
+
+
+# -- reading files named by someone else (announced model paths) ---------------------------
+@pytest.fixture
+def folder(tmp_path):
+    d = tmp_path / 'allowed'
+    d.mkdir()
+    return d
+
+
+def _refused(path, match, max_bytes=1 << 20, allowed=None):
+    with pytest.raises(UntrustedFileError, match=match):
+        read_untrusted_file(path, max_bytes, allowed)
+
+
+def test_untrusted_read_returns_a_regular_files_bytes(folder):
+    f = folder / 'model.pt'
+    f.write_bytes(b'x' * 5000)
+    assert read_untrusted_file(f, 5000, [folder]) == b'x' * 5000
+    link = folder / 'link.pt'  # a symlink inside the allowed folder to a file inside it
+    link.symlink_to(f)
+    assert read_untrusted_file(link, 5000, [folder]) == b'x' * 5000
+
+
+@pytest.mark.timeout(10)
+def test_untrusted_read_refuses_a_fifo_without_blocking(folder):
+    fifo = folder / 'model.pt'
+    os.mkfifo(fifo)  # no writer: a plain open() for reading would block forever
+    start = time.monotonic()
+    _refused(fifo, 'named pipe', allowed=[folder])
+    assert time.monotonic() - start < 1.0
+
+
+@pytest.mark.parametrize('device', ['/dev/zero', '/dev/null', '/dev/urandom'])
+def test_untrusted_read_refuses_devices(device):
+    _refused(device, 'character device')
+
+
+def test_untrusted_read_refuses_a_directory_and_a_symlink_loop(folder):
+    (folder / 'dir.pt').mkdir()
+    _refused(folder / 'dir.pt', 'directory', allowed=[folder])
+    (folder / 'a').symlink_to(folder / 'b')
+    (folder / 'b').symlink_to(folder / 'a')
+    _refused(folder / 'a', 'symlink loop', allowed=[folder])
+
+
+def test_untrusted_read_refuses_a_huge_file_unread(folder, monkeypatch):
+    huge = folder / 'huge.pt'
+    with open(huge, 'wb') as f:  # sparse: 64 GiB declared, nothing on disk
+        f.truncate(64 << 30)
+    reads = []
+    monkeypatch.setattr(fsutil.os, 'read', lambda *a: reads.append(a) or b'')
+    _refused(huge, 'more than the 1048576 allowed', allowed=[folder])
+    assert not reads, 'nothing may be read from a file over the limit'
+
+
+def test_untrusted_read_refuses_paths_outside_the_allowed_folders(folder, tmp_path):
+    outside = tmp_path / 'outside.pt'
+    outside.write_bytes(b'y')
+    _refused(outside, 'outside the allowed folders', allowed=[folder])
+    _refused(folder / '..' / 'outside.pt', 'outside the allowed folders', allowed=[folder])
+    (folder / 'escape.pt').symlink_to(outside)  # a link out of the folder is judged by target
+    _refused(folder / 'escape.pt', 'outside the allowed folders', allowed=[folder])
+    with pytest.raises(FileNotFoundError):
+        read_untrusted_file(folder / 'missing.pt', 10, [folder])
+
+
+def test_untrusted_read_refuses_a_file_that_changes_while_read(folder, monkeypatch):
+    f = folder / 'model.pt'
+    f.write_bytes(b'a' * (3 << 20))  # three 1 MiB chunks
+    real_read = os.read
+
+    def read_then_append(fd, n):  # another writer appends after the first chunk
+        data = real_read(fd, n)
+        with open(f, 'ab') as w:
+            w.write(b'b')
+        return data
+
+    monkeypatch.setattr(fsutil.os, 'read', read_then_append)
+    _refused(f, 'changed while being read', max_bytes=8 << 20, allowed=[folder])
+
+
+def test_untrusted_read_of_a_file_replaced_by_rename_is_consistent(folder, monkeypatch):
+    f = folder / 'model.pt'
+    f.write_bytes(b'a' * (3 << 20))
+    real_read = os.read
+
+    def read_then_replace(fd, n):  # an atomic writer replaces the file meanwhile
+        data = real_read(fd, n)
+        (folder / 'new').write_bytes(b'b' * 10)
+        os.replace(folder / 'new', f)
+        return data
+
+    monkeypatch.setattr(fsutil.os, 'read', read_then_replace)
+    assert read_untrusted_file(f, 8 << 20, [folder]) == b'a' * (3 << 20)

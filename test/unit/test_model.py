@@ -126,8 +126,19 @@ def test_garbage_or_empty_file(tmp_path, content):
 
 
 def test_directory_instead_of_file(tmp_path):
-    with pytest.raises(ModelFileError):
+    with pytest.raises(ModelFileError, match='not a regular file: a directory'):
         load_model(tmp_path)
+
+
+@pytest.mark.timeout(20)
+def test_a_fifo_or_a_file_outside_the_allowed_folders_is_refused_unread(tmp_path, saved):
+    fifo = tmp_path / 'fifo.pt'
+    os.mkfifo(fifo)  # would block torch.load forever
+    with pytest.raises(ModelFileError, match='named pipe'):
+        load_model(fifo)
+    with pytest.raises(ModelFileError, match='outside the allowed folders'):
+        load_model(saved[1], allowed_dirs=[tmp_path])
+    assert load_model(saved[1], allowed_dirs=[saved[1].parent]).model_id == saved[0].model_id
 
 
 def test_truncated_model_file(tmp_path, saved):

@@ -11,6 +11,13 @@ tensorrt       a TensorRT engine built from the ONNX export          ``model.onn
                (CUDA only; FP32)                                     ``model.engine``
 =============  ===================================================  ==========================
 
+``auto`` (the nodes' default) picks at start what is fastest where it runs: tensorrt when
+TensorRT and a CUDA device are there (a Jetson), else onnxruntime when it is installed
+(measured here: about twice as fast as PyTorch on the CPU, see the README's benchmark), else
+pytorch; :func:`resolve_backend` says which and why. ``precision`` 'fp16' (CUDA only) runs
+pytorch in half precision and builds TensorRT engines with FP16 enabled; onnxruntime has no
+FP16 path here (it would need a converted model) and is skipped by ``auto`` then.
+
 Every backend takes the same preprocessed input (float32 ``(1, 3, S, S)``, see
 :mod:`.preprocess`) and returns the logits ``(1, N)`` as a float32 torch tensor, so the
 :class:`~.inference.Predictor` around it is the same for all.
@@ -43,13 +50,17 @@ from .fsutil import atomic_write
 from .model import ModelFile
 
 __all__ = ['BACKENDS', 'BackendError', 'available_backends', 'require_usable', 'export_paths',
-           'export',
+           'export', 'AUTO', 'PRECISIONS', 'resolve_backend', 'check_precision',
            'create_runner', 'onnx_bytes', 'onnx_model_id', 'build_engine', 'Runner',
            'ONNX_OPSET', 'ONNX_INPUT', 'ONNX_OUTPUT']
 
 LOG = logging.getLogger(__name__)
 
 BACKENDS = ('pytorch', 'onnxruntime', 'tensorrt')
+#: The ``backend`` parameter value that picks one of BACKENDS (see resolve_backend).
+AUTO = 'auto'
+#: ``precision`` values: fp16 needs a CUDA device.
+PRECISIONS = ('fp32', 'fp16')
 #: ONNX opset of the exports: 17 is read by onnxruntime >= 1.14 and TensorRT >= 8.6
 #: (JetPack 6); every ResNet-18 op exists since opset 9.
 ONNX_OPSET = 17
@@ -94,6 +105,50 @@ def require_usable(backend: str) -> None:
     if backend not in available:
         raise ValueError(f'backend {backend!r} is not usable here (available: '
                          f'{", ".join(available)}); install its package or choose another')
+
+
+def check_precision(precision: str, device: torch.device | str, backend: str = 'pytorch'
+                    ) -> None:
+    """Check a node's ``precision`` parameter against its device and backend.
+
+    Raises:
+        ValueError: not one of :data:`PRECISIONS`, fp16 without a CUDA device, or fp16 with
+            onnxruntime.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f'precision must be one of {", ".join(PRECISIONS)}, got {precision!r}')
+    if precision == 'fp16' and torch.device(device).type != 'cuda':
+        raise ValueError(f'precision fp16 needs a CUDA device, not {device}')
+    if precision == 'fp16' and backend == 'onnxruntime':
+        raise ValueError('precision fp16 is not supported by the onnxruntime backend; use '
+                         'fp32, or pytorch / tensorrt')
+
+
+def resolve_backend(backend: str, device: torch.device | str, precision: str = 'fp32'
+                    ) -> tuple[str, str]:
+    """The backend to run and why: ``backend`` itself when it is not 'auto' (checked with
+    :func:`require_usable` and :func:`check_precision`), else the fastest usable here:
+    tensorrt (TensorRT and CUDA), onnxruntime (installed; fp32 only), pytorch.
+
+    Raises:
+        ValueError: an explicit backend or precision that cannot be used here.
+    """
+    device = torch.device(device)
+    if backend != AUTO:
+        require_usable(backend)
+        check_precision(precision, device, backend)
+        return backend, 'set by the backend parameter'
+    check_precision(precision, device)
+    available = available_backends()
+    if device.type == 'cuda' and 'tensorrt' in available:
+        return 'tensorrt', 'auto: TensorRT and a CUDA device are present'
+    why_not = ('TensorRT is not installed' if device.type == 'cuda' else
+               f'no TensorRT on {device.type}')
+    if 'onnxruntime' in available and precision == 'fp32':
+        return 'onnxruntime', f'auto: {why_not}; ONNX Runtime is installed'
+    why_not_ort = 'fp16 has no ONNX Runtime path' if 'onnxruntime' in available else \
+        'ONNX Runtime is not installed'
+    return 'pytorch', f'auto: {why_not}; {why_not_ort}'
 
 
 def _check_backend(backend: str) -> None:
@@ -184,14 +239,15 @@ def _save(path: Path | None, data: bytes, what: str, strict: bool) -> bool:
 
 
 # -- TensorRT --------------------------------------------------------------------------------
-def _engine_tag(mf: ModelFile, device: torch.device) -> dict:
+def _engine_tag(mf: ModelFile, device: torch.device, precision: str = 'fp32') -> dict:
     import tensorrt as trt
     return {'model_id': mf.model_id, 'tensorrt': trt.__version__,
-            'gpu': torch.cuda.get_device_name(device), 'precision': 'fp32'}
+            'gpu': torch.cuda.get_device_name(device), 'precision': precision}
 
 
-def build_engine(onnx_data: bytes) -> bytes:
-    """Serialized FP32 TensorRT engine for an ONNX model (TensorRT >= 8.5 Python API).
+def build_engine(onnx_data: bytes, precision: str = 'fp32') -> bytes:
+    """Serialized TensorRT engine for an ONNX model (TensorRT >= 8.5 Python API), FP32 or
+    with FP16 kernels allowed (``precision`` 'fp16'; inputs and outputs stay float32).
 
     Raises:
         BackendError: the parser or the builder failed (their messages are included).
@@ -209,6 +265,8 @@ def build_engine(onnx_data: bytes) -> bytes:
         raise BackendError(f'TensorRT could not parse the ONNX export: {errors}')
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 1 << 28)
+    if precision == 'fp16':
+        config.set_flag(trt.BuilderFlag.FP16)
     engine = builder.build_serialized_network(network, config)
     if engine is None:
         raise BackendError('TensorRT failed to build an engine (see its log above)')
@@ -216,14 +274,16 @@ def build_engine(onnx_data: bytes) -> bytes:
 
 
 def _engine(mf: ModelFile, model_path: Path | None, device: torch.device, write: bool,
-            strict: bool = False) -> tuple[bytes, str]:
+            strict: bool = False, precision: str = 'fp32') -> tuple[bytes, str]:
     """The engine for ``mf``: the one beside ``model_path`` when its tag matches (same model,
     TensorRT version, GPU), else built from the current ONNX export (made when missing) and
     saved there when ``write``. Returns (engine, where it came from)."""
-    tag = _engine_tag(mf, device)
+    tag = _engine_tag(mf, device, precision)
     onnx_path = engine_path = tag_path = None
     if model_path is not None:
         onnx_path, engine_path = export_paths(model_path, 'tensorrt')
+        if precision != 'fp32':  # one engine file per precision
+            engine_path = engine_path.with_suffix(f'.{precision}.engine')
         tag_path = engine_path.with_suffix('.engine.json')
         try:
             if json.loads(tag_path.read_text()) == tag and engine_path.is_file():
@@ -237,7 +297,7 @@ def _engine(mf: ModelFile, model_path: Path | None, device: torch.device, write:
         if write:
             _save(onnx_path, onnx_data, 'ONNX export', strict)
     LOG.info('building a TensorRT engine for %s (can take minutes on a Jetson)', mf.model_id)
-    data = build_engine(onnx_data)
+    data = build_engine(onnx_data, precision)
     if write and _save(engine_path, data, 'TensorRT engine', strict) and \
             _save(tag_path, json.dumps(tag).encode(), 'engine tag', strict):
         return data, f'built and saved to {engine_path}'
@@ -275,24 +335,34 @@ def _require_tensorrt(device: torch.device) -> None:
 
 
 def create_runner(mf: ModelFile, backend: str, device: torch.device | str = 'cpu',
-                  write_exports: bool = True) -> tuple[Runner, str]:
+                  write_exports: bool = True, precision: str = 'fp32') -> tuple[Runner, str]:
     """A :data:`Runner` for ``mf`` on ``backend`` and a one-line description of what it runs.
 
     For onnxruntime/tensorrt the export beside ``mf.path`` is used when it was made from this
     model; otherwise the export is made now (and saved there when ``write_exports``).
+    ``precision`` 'fp16' (CUDA only): pytorch converts the network to half precision (in
+    place: ``mf.model`` becomes half), tensorrt builds an engine with FP16 enabled.
 
     Raises:
-        BackendError: unknown backend, package missing, no CUDA for tensorrt, export failed.
+        BackendError: unknown backend, package missing, no CUDA for tensorrt or fp16, fp16 with
+            onnxruntime, export failed.
     """
     _check_backend(backend)
     device = torch.device(device)
+    try:
+        check_precision(precision, device, backend)
+    except ValueError as exc:
+        raise BackendError(str(exc)) from None
     if backend == 'pytorch':
         model = mf.model.to(device).eval()
+        if precision == 'fp16':
+            model = model.half()
+            return (lambda x: model(x.half())), f'pytorch {torch.__version__} on {device}, fp16'
         return model, f'pytorch {torch.__version__} on {device}'
     if backend == 'onnxruntime':
         return _onnxruntime_runner(mf, device, write_exports)
     _require_tensorrt(device)
-    return _tensorrt_runner(mf, device, write_exports)
+    return _tensorrt_runner(mf, device, write_exports, precision)
 
 
 def _onnxruntime_runner(mf: ModelFile, device: torch.device, write: bool
@@ -338,9 +408,10 @@ def _onnxruntime_runner(mf: ModelFile, device: torch.device, write: bool
     return run, f'onnxruntime {ort.__version__} ({", ".join(used)}) from {source}'
 
 
-def _tensorrt_runner(mf: ModelFile, device: torch.device, write: bool) -> tuple[Runner, str]:
+def _tensorrt_runner(mf: ModelFile, device: torch.device, write: bool,
+                     precision: str = 'fp32') -> tuple[Runner, str]:
     import tensorrt as trt
-    data, source = _engine(mf, mf.path, device, write)
+    data, source = _engine(mf, mf.path, device, write, precision=precision)
     runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
     with torch.cuda.device(device):
         engine = runtime.deserialize_cuda_engine(data)
@@ -360,5 +431,5 @@ def _tensorrt_runner(mf: ModelFile, device: torch.device, write: bool) -> tuple[
         return out.clone()  # the next call overwrites ``out``; clone is ordered on ``stream``
 
     run.engine, run.context = engine, context  # keep them alive with the runner
-    return run, f'tensorrt {trt.__version__} on {torch.cuda.get_device_name(device)} from ' \
-                f'{source}'
+    return run, f'tensorrt {trt.__version__} ({precision}) on ' \
+                f'{torch.cuda.get_device_name(device)} from {source}'

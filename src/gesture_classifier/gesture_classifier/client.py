@@ -19,6 +19,7 @@ and raises :class:`ClientError` on failure or timeout.
 """
 from __future__ import annotations
 
+import collections
 import enum
 import math
 import threading
@@ -30,7 +31,7 @@ from collections.abc import Callable
 import rclpy
 from action_msgs.msg import GoalStatus
 from gesture_interfaces.action import Evaluate, Train
-from gesture_interfaces.msg import DatasetState, ModelList, Prediction
+from gesture_interfaces.msg import DatasetState, GestureEvent, ModelList, Prediction
 from gesture_interfaces.srv import (Collect, DeleteSamples, ExportModel, ImportModel, Record,
                                     RestoreSamples, SelectModel, UndoCollect)
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
@@ -93,6 +94,24 @@ def wait_future(future, timeout: float, what: str):
     return future.result()
 
 
+class _Received:
+    """The newest ``keep`` messages of a topic plus how many arrived in all, so a waiter can
+    tell new messages from old ones even after the oldest were dropped."""
+
+    def __init__(self, keep: int = 1000):
+        self.items: collections.deque = collections.deque(maxlen=keep)
+        self.total = 0
+
+    def append(self, msg) -> None:
+        self.items.append(msg)
+        self.total += 1
+
+    def since(self, total: int) -> list:
+        """The messages that arrived after the first ``total`` (those still kept)."""
+        new = min(self.total - total, len(self.items))
+        return list(self.items)[len(self.items) - new:] if new > 0 else []
+
+
 class GestureClient:
     """Client of the camera, collector, trainer and classifier nodes.
 
@@ -129,10 +148,13 @@ class GestureClient:
                                       LATCHED_QOS)
         self.node.create_subscription(ModelList, 'models', self._on_state('_models'),
                                       LATCHED_QOS)
-        self._predictions: list[Prediction] = []
+        self._predictions = _Received()
         self._images: list[tuple[float, Image]] = []
         self._listeners: list[Callable[[Prediction], None]] = []
         self.node.create_subscription(Prediction, 'predictions', self._on_prediction,
+                                      PREDICTION_QOS)
+        self._gestures = _Received()
+        self.node.create_subscription(GestureEvent, 'gestures', self._on_gesture,
                                       PREDICTION_QOS)
         self._image_sub = None
         self._goal_handle = None
@@ -175,10 +197,24 @@ class GestureClient:
     def _on_prediction(self, msg: Prediction):
         with self._lock:
             self._predictions.append(msg)
-            del self._predictions[:-1000]
             self._lock.notify_all()
         for listener in list(self._listeners):
             listener(msg)
+
+    def _on_gesture(self, msg: GestureEvent):
+        with self._lock:
+            self._gestures.append(msg)
+            self._lock.notify_all()
+
+    def gestures(self) -> list[GestureEvent]:
+        """The gesture events received so far (the newest 1000), oldest first."""
+        with self._lock:
+            return list(self._gestures.items)
+
+    def wait_for_gesture(self, predicate: Callable[[GestureEvent], bool] = lambda g: True,
+                         timeout: float = 30.0) -> GestureEvent:
+        """First gesture event received from now on that satisfies ``predicate``."""
+        return self._wait_for(self._gestures, predicate, timeout, 'gesture event')
 
     def add_prediction_listener(self, fn: Callable[[Prediction], None]) -> None:
         """Call ``fn(prediction)`` for every prediction received (in the spin thread)."""
@@ -187,21 +223,22 @@ class GestureClient:
     def wait_for_prediction(self, predicate: Callable[[Prediction], bool] = lambda p: True,
                             timeout: float = 30.0) -> Prediction:
         """First prediction received from now on that satisfies ``predicate``."""
+        return self._wait_for(self._predictions, predicate, timeout, 'prediction')
+
+    def _wait_for(self, received: _Received, predicate, timeout: float, what: str):
+        """First message received from now on that satisfies ``predicate``."""
         with self._lock:
-            start = len(self._predictions)
-            seen = start
+            seen = received.total
             deadline = time.monotonic() + timeout
             while True:
-                for p in self._predictions[seen:]:
-                    if predicate(p):
-                        return p
-                seen = len(self._predictions)
+                for m in received.since(seen):
+                    if predicate(m):
+                        return m
+                seen = received.total
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise ClientError(f'no matching prediction within {timeout:g} s')
+                    raise ClientError(f'no matching {what} within {timeout:g} s')
                 self._lock.wait(remaining)
-                if len(self._predictions) < seen:  # trimmed
-                    seen = 0
 
     def watch_images(self) -> None:
         """Start keeping the camera's images (for wait_for_image)."""
@@ -234,13 +271,23 @@ class GestureClient:
         """This client's ROS clock in seconds (the clock header stamps are compared with)."""
         return self.node.get_clock().now().nanoseconds * 1e-9
 
-    # -- camera ----------------------------------------------------------------------------
-    def set_camera_parameters(self, timeout: float = 10.0, **values) -> None:
-        """Set parameters of the camera node, e.g. ``source='/dev/video1', loop=False``.
+    # -- parameters ------------------------------------------------------------------------
+    def set_parameters(self, node: str, timeout: float = 10.0, **values) -> None:
+        """Set parameters of ``node`` (a name relative to the client's namespace, e.g.
+        'classifier'), e.g. ``set_parameters('classifier', gesture_threshold=0.8)``.
 
         Raises:
-            ClientError: the camera refused a value (its reason is included) or timeout.
+            ClientError: the node refused a value (its reason is included) or timeout.
         """
+        client = self._camera_params if node == 'camera' else \
+            self.node.create_client(SetParameters, f'{node}/set_parameters')
+        try:
+            self._set_parameters(client, node, timeout, values)
+        finally:
+            if client is not self._camera_params:
+                self.node.destroy_client(client)
+
+    def _set_parameters(self, client, node: str, timeout: float, values: dict) -> None:
         req = SetParameters.Request()
         for name, value in values.items():
             pv = ParameterValue()
@@ -253,12 +300,21 @@ class GestureClient:
             else:
                 pv.type, pv.string_value = ParameterType.PARAMETER_STRING, str(value)
             req.parameters.append(Parameter(name=name, value=pv))
-        if not self._camera_params.wait_for_service(timeout_sec=timeout):
-            raise ClientError('camera parameter service not available')
-        res = wait_future(self._camera_params.call_async(req), timeout, 'set camera parameters')
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise ClientError(f'{node} parameter service not available')
+        res = wait_future(client.call_async(req), timeout, f'set {node} parameters')
         for name, r in zip(values, res.results):
             if not r.successful:
-                raise ClientError(f'camera refused {name}: {r.reason}')
+                raise ClientError(f'{node} refused {name}: {r.reason}')
+
+    # -- camera ----------------------------------------------------------------------------
+    def set_camera_parameters(self, timeout: float = 10.0, **values) -> None:
+        """Set parameters of the camera node, e.g. ``source='/dev/video1', loop=False``.
+
+        Raises:
+            ClientError: the camera refused a value (its reason is included) or timeout.
+        """
+        self.set_parameters('camera', timeout, **values)
 
     def set_camera_source(self, source: str, **more) -> float:
         """Switch the camera to ``source``; returns the client time of the switch (frames

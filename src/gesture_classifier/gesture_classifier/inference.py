@@ -21,27 +21,31 @@ class Predictor:
             'onnxruntime', 'tensorrt'); the preprocessing is the same torch code for all.
         write_exports: let a non-pytorch backend save the export it had to make beside the
             model file (see :func:`.backends.create_runner`).
+        precision: 'fp32' or 'fp16' (CUDA only; pytorch and tensorrt).
 
     Raises:
         BackendError: the backend cannot be used here (package missing, no CUDA, export failed).
     """
 
     def __init__(self, model_file: ModelFile, device: torch.device | str = 'cpu',
-                 backend: str = 'pytorch', write_exports: bool = True):
+                 backend: str = 'pytorch', write_exports: bool = True,
+                 precision: str = 'fp32'):
         self.device = torch.device(device)
         self.model_file = model_file
         self.backend = backend
         self.run, self.description = create_runner(model_file, backend, self.device,
-                                                   write_exports)
+                                                   write_exports, precision)
         self.class_names = model_file.class_names
         self.model_id = model_file.model_id
 
     @classmethod
     def from_file(cls, path, device='cpu', expected_classes=None, backend='pytorch',
-                  write_exports=True) -> Predictor:
-        """Load and check a model file (raises ModelFileError, see model.load_model) and set
-        up ``backend`` for it (raises BackendError)."""
-        return cls(load_model(path, device, expected_classes), device, backend, write_exports)
+                  write_exports=True, allowed_dirs=None, precision='fp32') -> Predictor:
+        """Load and check a model file (raises ModelFileError, see model.load_model; only
+        from ``allowed_dirs`` when given) and set up ``backend`` for it (raises
+        BackendError)."""
+        return cls(load_model(path, device, expected_classes, allowed_dirs), device, backend,
+                   write_exports, precision)
 
     def predict(self, pixels: np.ndarray, order: str = 'rgb') -> np.ndarray:
         """Class probabilities for one ``(H, W, C)`` uint8 frame.

@@ -26,6 +26,7 @@ weights; any other value is a path to a ResNet-18 state_dict or to one of our mo
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import logging
 import math
 import os
@@ -37,12 +38,12 @@ import torch
 from torch import nn
 from torchvision import models
 
-from .fsutil import atomic_write, ensure_private_dir
+from .fsutil import UntrustedFileError, atomic_write, ensure_private_dir, read_untrusted_file
 from .preprocess import PreprocessSpec
 
 __all__ = ['FORMAT', 'ARCHITECTURES', 'ModelFileError', 'InitialWeights', 'create_model',
            'load_initial_weights', 'ModelFile', 'save_model', 'load_model',
-           'IMAGENET_WEIGHTS_FILE']
+           'IMAGENET_WEIGHTS_FILE', 'MAX_MODEL_FILE_BYTES']
 
 LOG = logging.getLogger(__name__)
 
@@ -52,6 +53,9 @@ ARCHITECTURES = ('resnet18',)
 IMAGENET_WEIGHTS_FILE = os.path.basename(models.ResNet18_Weights.IMAGENET1K_V1.url)
 #: Upper bound of a ResNet-18 model file (about 45 MB), used for the free-space check.
 _MODEL_FILE_BYTES = 50 * 1024 * 1024
+#: The most :func:`load_model` reads: a file announced as a model is refused unread beyond this
+#: (a ResNet-18 file is about 45 MB; its class layer adds 2 kB per class).
+MAX_MODEL_FILE_BYTES = 128 * 1024 * 1024
 
 
 #: Said wherever a model starts from random weights (measured: near chance on new people, see
@@ -245,24 +249,37 @@ def _require(cond: bool, path: Path, what: str) -> None:
 
 
 def load_model(path: str | os.PathLike, device: torch.device | str = 'cpu',
-               expected_classes: tuple[str, ...] | None = None) -> ModelFile:
+               expected_classes: tuple[str, ...] | None = None,
+               allowed_dirs=None) -> ModelFile:
     """Load a model file with ``torch.load(weights_only=True)`` and check it before use.
+
+    The file is read as untrusted input (:func:`.fsutil.read_untrusted_file`): only a regular
+    file of at most :data:`MAX_MODEL_FILE_BYTES`, without blocking on FIFOs or devices, and
+    from ``allowed_dirs`` when given.
 
     Args:
         path: model file written by :func:`save_model`.
         device: where to put the network (it is returned in ``eval()`` mode).
         expected_classes: when given, the file's class names must equal these (same order).
+        allowed_dirs: folders the (resolved) path must lie in; None: anywhere.
 
     Raises:
-        ModelFileError: missing/unreadable/garbage file, a pickle that needs code to load,
+        ModelFileError: missing/unreadable/garbage file, not a regular file, too big, outside
+            ``allowed_dirs``, changed while read, a pickle that needs code to load,
             another format or architecture, class names that are not a list of >= 2 unique
             strings or differ from ``expected_classes``, or weights that do not fit.
     """
     path = Path(path)
     try:
-        obj = torch.load(path, map_location='cpu', weights_only=True)
+        data = read_untrusted_file(path, MAX_MODEL_FILE_BYTES, allowed_dirs)
     except FileNotFoundError:
         raise ModelFileError(f'{path}: no such file') from None
+    except UntrustedFileError as exc:
+        raise ModelFileError(f'{path}: {exc.strerror}') from None
+    except OSError as exc:
+        raise ModelFileError(f'{path}: cannot read ({exc.strerror or exc})') from None
+    try:
+        obj = torch.load(io.BytesIO(data), map_location='cpu', weights_only=True)
     except Exception as exc:
         raise ModelFileError(f'{path}: not a loadable model file ({type(exc).__name__}: '
                              f'{str(exc).splitlines()[0] if str(exc) else ""})') from exc

@@ -1,5 +1,7 @@
 """camera node: publishes frames of a V4L2 device, GStreamer pipeline (Jetson CSI camera),
-video file or image folder as ``sensor_msgs/Image`` (bgr8) on ``image_raw``.
+video file or image folder as ``sensor_msgs/Image`` (bgr8) on ``image_raw`` and, while someone
+subscribes to it (as image_transport's ``compressed`` plugin does), as JPEG
+``sensor_msgs/CompressedImage`` on ``image_raw/compressed``.
 
 Parameters (all can be changed while running; the source is re-opened):
     source (string)    see gesture_classifier.sources: '0', '/dev/video0', 'csi://0',
@@ -9,10 +11,15 @@ Parameters (all can be changed while running; the source is re-opened):
     frame_id (string)  header.frame_id (the camera's optical frame, REP-103/105)
     loop (bool)        restart video files and image folders at their end
     reopen_delay (double) seconds between attempts to (re)open a missing or failed source
+    jpeg_quality (int) JPEG quality of ``image_raw/compressed``, [1, 100]
 
 ``header.stamp`` is the time the frame was read from the source (this node's clock). A source
 that fails or disappears is reported, closed and re-opened every ``reopen_delay`` seconds; the
 capture runs in its own thread, never blocks the executor and never spins without sleeping.
+
+Diagnostics (``/diagnostics``, 1 Hz, status ``camera: source``): source, configured and
+measured rate, frames published, re-open count and the last error; ERROR while the source
+cannot be opened, WARN at the end of a non-looping source or below half the configured rate.
 """
 from __future__ import annotations
 
@@ -23,20 +30,26 @@ from dataclasses import dataclass, replace
 import cv2
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 
-from ..imaging import array_to_image_fields
+from ..imaging import array_to_compressed_fields, array_to_image_fields
 from ..sources import FrameSource, SourceError, open_source
 from .common import IMAGE_PUB_QOS, declare, run_node
+from .diagnostics import ERROR, OK, WARN, RateMeter, updater_for
+
+
+def fit_frame(frame, width: int, height: int):
+    """``frame`` resized to ``width x height`` with INTER_AREA when both are set and differ."""
+    if width and height and (frame.shape[1], frame.shape[0]) != (width, height):
+        frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+    return frame
 
 
 def frame_to_image(frame, stamp, width: int, height: int, frame_id: str) -> Image:
     """The message the node publishes for a uint8 BGR ``(H, W, 3)`` frame read at ``stamp``
     (builtin_interfaces/Time): resized to ``width x height`` with INTER_AREA when both are set
     and differ, then one copy into a bgr8 ``sensor_msgs/Image``."""
-    if width and height and (frame.shape[1], frame.shape[0]) != (width, height):
-        frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
-    msg = Image(**array_to_image_fields(frame, 'bgr8'))
+    msg = Image(**array_to_image_fields(fit_frame(frame, width, height), 'bgr8'))
     msg.header.stamp = stamp
     msg.header.frame_id = frame_id
     return msg
@@ -51,6 +64,7 @@ class CameraConfig:
     frame_id: str
     loop: bool
     reopen_delay: float
+    jpeg_quality: int
 
 
 class CameraNode(Node):
@@ -74,13 +88,25 @@ class CameraNode(Node):
             reopen_delay=declare(self, 'reopen_delay', 1.0,
                                  'Seconds between attempts to (re)open the source',
                                  float_range=(0.05, 60.0)),
+            jpeg_quality=declare(self, 'jpeg_quality', 80, 'JPEG quality of '
+                                 'image_raw/compressed (encoded only while it has '
+                                 'subscribers)', int_range=(1, 100)),
         )
         self._lock = threading.Lock()
         self._generation = 0          # bumped on every configuration change
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.frames_published = 0
+        self._rate = RateMeter()
+        self.reopens = 0
+        self.last_error = ''
+        self._state = 'opening'  # opening | publishing | failing | finished
+        self._description = ''
         self._pub = self.create_publisher(Image, 'image_raw', IMAGE_PUB_QOS)
+        self._compressed_pub = self.create_publisher(CompressedImage, 'image_raw/compressed',
+                                                     IMAGE_PUB_QOS)
+        self._diagnostics = updater_for(self, 'camera')
+        self._diagnostics.add('source', self._diagnose)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._thread = threading.Thread(target=self._capture_loop, name='capture', daemon=True)
         self._thread.start()
@@ -123,6 +149,9 @@ class CameraNode(Node):
                     source.open()
                 except SourceError as exc:
                     source = None
+                    self._state, self.last_error = 'failing', str(exc)
+                    if failing_since is not None:  # a retry that failed again
+                        self.reopens += 1
                     if failing_since is None:
                         failing_since = time.monotonic()
                         log.error(f'cannot open camera source: {exc}; retrying every '
@@ -133,12 +162,14 @@ class CameraNode(Node):
                     log.info(f'camera source is back after '
                              f'{time.monotonic() - failing_since:.1f} s')
                     failing_since = None
+                self._state, self._description = 'publishing', source.description
                 log.info(f'publishing {source.description} on {self._pub.topic_name} '
                          f'at {cfg.rate:g} Hz')
                 next_time = time.monotonic()
             frame = source.read()
             if frame is None:
                 if source.finished:
+                    self._state = 'finished'
                     log.info(f'end of {source.description}; set `loop` or `source` to go on')
                     self._wake.wait()  # until a parameter changes (or shutdown)
                     self._wake.clear()
@@ -147,6 +178,9 @@ class CameraNode(Node):
                     continue
                 log.error(f'camera source {source.description} stopped delivering frames; '
                           f're-opening in {cfg.reopen_delay:g} s')
+                self._state = 'failing'
+                self.last_error = f'{source.description} stopped delivering frames'
+                self.reopens += 1
                 failing_since = time.monotonic()
                 source.close()
                 source = None
@@ -166,8 +200,34 @@ class CameraNode(Node):
             source.close()
 
     def _publish(self, frame, stamp, cfg: CameraConfig) -> None:
-        self._pub.publish(frame_to_image(frame, stamp, cfg.width, cfg.height, cfg.frame_id))
+        frame = fit_frame(frame, cfg.width, cfg.height)
+        self._pub.publish(frame_to_image(frame, stamp, 0, 0, cfg.frame_id))
+        if self._compressed_pub.get_subscription_count():  # encode only for someone
+            msg = CompressedImage(**array_to_compressed_fields(frame, cfg.jpeg_quality))
+            msg.header.stamp, msg.header.frame_id = stamp, cfg.frame_id
+            self._compressed_pub.publish(msg)
         self.frames_published += 1
+        self._rate.tick()
+
+    def _diagnose(self, stat):
+        with self._lock:
+            cfg = self._cfg
+        rate = self._rate.rate()
+        if self._state == 'failing':
+            stat.summary(ERROR, f'cannot read the source: {self.last_error}')
+        elif self._state == 'finished':
+            stat.summary(WARN, 'end of the source (loop is off): no frames')
+        elif self._state == 'publishing' and rate < 0.5 * cfg.rate:
+            stat.summary(WARN, f'publishing {rate:.1f} Hz of {cfg.rate:g} Hz configured')
+        else:
+            stat.summary(OK, f'{self._state} {self._description}'.strip())
+        for key, value in (('source', cfg.source), ('opened', self._description),
+                           ('configured rate (Hz)', f'{cfg.rate:g}'),
+                           ('measured rate (Hz)', f'{rate:.1f}'),
+                           ('frames published', self.frames_published),
+                           ('reopen count', self.reopens), ('last error', self.last_error)):
+            stat.add(key, value)
+        return stat
 
     def _pace(self, next_time: float, rate: float) -> float:
         """Sleep until the next frame is due; resynchronise after falling behind."""

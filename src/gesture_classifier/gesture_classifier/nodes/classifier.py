@@ -1,18 +1,39 @@
 """classifier node: applies the task's fine-tuned ResNet-18 to the newest camera frame and
 publishes class probabilities.
 
-Subscribes ``image_raw`` (sensor_msgs/Image, sensor-data QoS, depth 1: while one frame is being
-classified newer ones replace each other in the queue, so the next one classified is always the
-newest and no backlog builds up) and ``model`` (gesture_interfaces/msg/ModelInfo, latched, from
-the trainer). Publishes ``predictions`` (gesture_interfaces/msg/Prediction) with the header of
-the classified image.
+Subscribes ``image_raw`` (sensor_msgs/Image; or ``image_raw/compressed``, sensor_msgs/
+CompressedImage, JPEG or PNG, with ``image_transport: compressed``; sensor-data QoS, depth 1:
+while one frame is being classified newer ones replace each other in the queue, so the next
+one classified is always the newest and no backlog builds up) and ``model``
+(gesture_interfaces/msg/ModelInfo, latched, from the trainer). Publishes ``predictions``
+(gesture_interfaces/msg/Prediction) with the header of the classified image.
 
 Parameters: task, classes, data_dir, model_path (read-only, see common.declare_task) and
     device (string): 'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:N';
-    backend (string): what runs the network: 'pytorch' (default), 'onnxruntime' or
-        'tensorrt' (see gesture_classifier.backends); the node refuses to start when the
-        backend's package is missing;
-    stale_after (double, s): input older than this is reported as stale.
+    backend (string): what runs the network: 'auto' (default: tensorrt with TensorRT and
+        CUDA, else onnxruntime when installed, else pytorch; the log and the diagnostics say
+        which and why; if the chosen one fails for a model, the next is tried), 'pytorch',
+        'onnxruntime' or 'tensorrt' (see gesture_classifier.backends); the node refuses to
+        start when an explicitly chosen backend's package is missing;
+    precision (string): 'fp32' (default) or 'fp16' (CUDA only; pytorch and tensorrt);
+    stale_after (double, s): input older than this is reported as stale;
+    model_dirs (string[]): folders announced models may be loaded from (default: the folder
+        of ``model_path``);
+    gesture_threshold, gesture_smoothing, gesture_min_frames, gesture_min_duration (s),
+    gesture_hold_rate (Hz): the debouncing of ``gestures`` (see gesture_classifier.gestures);
+        changeable while running, validated in the set-parameters callback.
+
+Diagnostics (``/diagnostics``, 1 Hz, status ``classifier: inference``): model id, backend and
+why, device, rate, latency p50, stale input, rejected frames, refused models; WARN without a
+model or with stale input.
+
+Publishes ``overlay`` (sensor_msgs/Image, bgr8, the header of the classified frame): the frame
+with the top label, the stable gesture and a bar per class, for rviz / rqt_image_view /
+Foxglove; drawn only while ``overlay`` has subscribers, so it costs nothing otherwise.
+
+Publishes ``gestures`` (gesture_interfaces/msg/GestureEvent): the debounced stable gesture,
+when it changes (and at ``gesture_hold_rate`` while it holds), with the header of the frame
+that decided it.
 
 Predictions are only ever published for new frames: when the camera stops, the predictions
 stop too (old results are never repeated) and the node logs that its input is stale.
@@ -23,22 +44,59 @@ makes) while the current model keeps classifying, then switches without a restar
 file that cannot be used (unreadable, another architecture, or classes other than the task's
 ``classes``, in that order) is refused with the reason and the running model stays. A
 malformed image is logged (throttled) and skipped.
+
+An announced path is untrusted input: only a regular file of bounded size inside
+``model_dirs`` is read, opened without blocking and checked with ``fstat`` first (see
+fsutil.read_untrusted_file), so a FIFO, a device, a directory, a symlink loop or a huge file is
+refused at once and never holds up the next announcement. A refused announcement (model_id and
+path) is remembered and not read again when it is re-announced.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
+from collections import OrderedDict
+from dataclasses import replace
 
-from gesture_interfaces.msg import ModelInfo, Prediction
+from builtin_interfaces.msg import Time
+from gesture_interfaces.msg import GestureEvent, ModelInfo, Prediction
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
-from ..backends import BACKENDS, require_usable
-from ..imaging import ImageFormatError, image_to_array
+from ..backends import (AUTO, BACKENDS, PRECISIONS, BackendError, available_backends,
+                        resolve_backend)
+from ..gestures import DebounceConfig, Debouncer
+from ..imaging import ImageFormatError, array_to_image_fields, message_to_array
 from ..inference import Predictor
+from ..overlay import draw_overlay
 from ..training import resolve_device
-from .common import (IMAGE_SUB_QOS, MODEL_QOS, PREDICTION_QOS, Throttle, declare,
-                     declare_task, run_node)
+from .common import (IMAGE_PUB_QOS, MODEL_QOS, PREDICTION_QOS, Throttle, declare,
+                     declare_task, run_node, subscribe_images)
+from .diagnostics import OK, WARN, Latencies, RateMeter, updater_for
+
+
+#: Live-tunable parameters of the gesture debouncer: parameter -> (DebounceConfig field,
+#: description). Ranges come from DebounceConfig.RANGES.
+GESTURE_PARAMS = {
+    'gesture_threshold': ('threshold', 'Smoothed probability a class needs to become the '
+                          'stable gesture; below it the state is none'),
+    'gesture_smoothing': ('smoothing', 'Exponential moving average factor of the probabilities '
+                          '(0: no smoothing; 0.9: slow)'),
+    'gesture_min_frames': ('min_frames', 'Consecutive frames a class must lead (at or above '
+                           'the threshold) before it becomes the stable gesture'),
+    'gesture_min_duration': ('min_duration', 'Seconds of frame time a class must lead before '
+                             'it becomes the stable gesture'),
+    'gesture_hold_rate': ('hold_rate', 'Rate (Hz) at which a held gesture is re-published as '
+                          'a HOLD event; 0: only changes'),
+}
+
+
+def to_time(seconds: float) -> Time:
+    """builtin_interfaces/Time of a time in seconds (>= 0)."""
+    sec = int(seconds)
+    return Time(sec=sec, nanosec=min(int(round((seconds - sec) * 1e9)), 999_999_999))
 
 
 class ClassifierNode(Node):
@@ -48,14 +106,30 @@ class ClassifierNode(Node):
         self.device = resolve_device(declare(
             self, 'device', 'auto', "Torch device: 'auto', 'cpu', 'cuda' or 'cuda:N'",
             read_only=True))
-        self.backend = declare(
-            self, 'backend', 'pytorch', 'What runs the network: pytorch, onnxruntime (CPU, or '
-            'CUDA with onnxruntime-gpu) or tensorrt (CUDA)', read_only=True,
-            constraints=f'one of {", ".join(BACKENDS)}')
-        require_usable(self.backend)
+        requested = declare(
+            self, 'backend', AUTO, 'What runs the network: auto (the fastest usable here: '
+            'tensorrt, else onnxruntime, else pytorch), pytorch, onnxruntime (CPU, or CUDA '
+            'with onnxruntime-gpu) or tensorrt (CUDA)', read_only=True,
+            constraints=f'one of {AUTO}, {", ".join(BACKENDS)}')
+        self.precision = declare(
+            self, 'precision', 'fp32', 'Network precision: fp32, or fp16 on CUDA (pytorch and '
+            'tensorrt)', read_only=True, constraints=f'one of {", ".join(PRECISIONS)}')
+        self.backend, self.backend_reason = resolve_backend(requested, self.device,
+                                                            self.precision)
+        # the chosen backend, then (auto only) the slower usable ones if it fails for a model
+        fallbacks = [b for b in ('onnxruntime', 'pytorch') if b in available_backends()
+                     and b != self.backend and (b, self.precision) != ('onnxruntime', 'fp16')]
+        self._backends = [self.backend] + (fallbacks if requested == AUTO else [])
+        dirs = [d for d in declare(
+            self, 'model_dirs', [''], 'Folders announced models may be loaded from; empty: '
+            'the folder of model_path', read_only=True) if d]
+        self.model_dirs = [os.path.realpath(os.path.expanduser(d)) for d in dirs] or \
+            [str(self.task.model_path.parent)]
         self.predictor: Predictor | None = None
         self._load_lock = threading.Lock()
-        self._load_next: str | None = None  # newest model path waiting for the loader thread
+        # newest (path, announcement key) waiting for the loader thread
+        self._load_next: tuple[str, tuple | None] | None = None
+        self._refused: OrderedDict[tuple, str] = OrderedDict()  # (model_id, path) -> reason
         self._loader: threading.Thread | None = None
         self.frames_classified = 0
         self.frames_rejected = 0
@@ -65,25 +139,41 @@ class ClassifierNode(Node):
             float_range=(0.1, 3600.0), read_only=True)
         self._warn = Throttle(5.0)
         self._wait_note = Throttle(10.0)
+        self._refused_note = Throttle(5.0)
         self._last_frame: float | None = None  # time.monotonic() of the newest frame
         self._stale = False
         self.create_timer(min(1.0, self.stale_after / 2), self._check_input)
         self._pub = self.create_publisher(Prediction, 'predictions', PREDICTION_QOS)
+        defaults, values = DebounceConfig(), {}
+        for param, (field, text) in GESTURE_PARAMS.items():
+            low, high = DebounceConfig.RANGES[field]
+            kind = 'int_range' if isinstance(low, int) else 'float_range'
+            values[field] = declare(self, param, getattr(defaults, field), text,
+                                    **{kind: (low, high)})
+        self.debouncer = Debouncer(DebounceConfig(**values))
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._gesture_pub = self.create_publisher(GestureEvent, 'gestures', PREDICTION_QOS)
+        self._overlay_pub = self.create_publisher(Image, 'overlay', IMAGE_PUB_QOS)
+        self.overlays_published = 0
+        self._rate, self._latency = RateMeter(), Latencies()
+        self._diagnostics = updater_for(self, str(self.device))
+        self._diagnostics.add('inference', self._diagnose)
         self.create_subscription(ModelInfo, 'model', self._on_model, MODEL_QOS)
-        self.create_subscription(Image, 'image_raw', self._on_image, IMAGE_SUB_QOS)
+        self._image_topic = subscribe_images(self, self._on_image)
         self.get_logger().info(f'task {self.task.name!r} on {self.device}, backend '
-                               f'{self.backend}')
+                               f'{self.backend} ({self.backend_reason}), {self.precision}')
         if self.task.model_path.exists():
             self.request_load(str(self.task.model_path))
         else:
             self.get_logger().info(f'no trained model yet ({self.task.model_path}); waiting '
                                    'for the trainer')
 
-    def request_load(self, path: str) -> None:
+    def request_load(self, path: str, key: tuple | None = None) -> None:
         """Load the model at ``path`` in the loader thread; while it loads, the current model
-        keeps classifying. Requests made meanwhile collapse to the newest one."""
+        keeps classifying. Requests made meanwhile collapse to the newest one. ``key`` (the
+        announcement's model_id and path) is remembered when the model is refused."""
         with self._load_lock:
-            self._load_next = path
+            self._load_next = (path, key)
             if self._loader is not None:
                 return
             self._loader = threading.Thread(target=self._load_pending, name='model_loader',
@@ -93,33 +183,59 @@ class ClassifierNode(Node):
     def _load_pending(self) -> None:
         while True:
             with self._load_lock:
-                path, self._load_next = self._load_next, None
-                if path is None:
+                pending, self._load_next = self._load_next, None
+                if pending is None:
                     self._loader = None
                     return
-            self.load(path)
+            path, key = pending
+            reason = self.load(path)
+            if reason is not None and key is not None:
+                self._remember_refusal(key, reason)
 
-    def load(self, path: str) -> bool:
-        """Load and switch to the model at ``path``; on failure keep the current one."""
+    def _remember_refusal(self, key: tuple, reason: str) -> None:
+        """Remember a refused announcement (the 256 newest) so it is never read again."""
+        with self._load_lock:
+            self._refused[key] = reason
+            while len(self._refused) > 256:
+                self._refused.popitem(last=False)
+
+    def load(self, path: str) -> str | None:
+        """Load and switch to the model at ``path``; on failure keep the current one and
+        return the reason (None on success)."""
+        kept = f'keeping model {self.predictor.model_id}' if self.predictor else \
+            'no model in use'
         try:
-            predictor = Predictor.from_file(path, self.device,
-                                            expected_classes=self.task.classes,
-                                            backend=self.backend)
+            predictor = self._predictor(path)
         except Exception as exc:  # ModelFileError, or anything else: never die on a file
-            kept = f'keeping model {self.predictor.model_id}' if self.predictor else \
-                'no model in use'
             self.get_logger().error(f'refused model: {exc} ({kept})')
-            return False
+            return str(exc)
         mf = predictor.model_file
         if mf.task and mf.task != self.task.name:
-            self.get_logger().error(f'refused model {path}: it is for task {mf.task!r}, '
-                                    f'not {self.task.name!r}')
-            return False
+            reason = f'{path}: it is for task {mf.task!r}, not {self.task.name!r}'
+            self.get_logger().error(f'refused model {reason} ({kept})')
+            return reason
         self.predictor = predictor  # one reference assignment: the image callback sees either
         self.get_logger().info(f'using model {mf.model_id} ({", ".join(mf.class_names)}; '
                                f'val accuracy {mf.val_accuracy:.2f}) from {path}; '
                                f'{predictor.description}')
-        return True
+        return None
+
+    def _predictor(self, path: str) -> Predictor:
+        """A Predictor for the model at ``path`` on the first of the backends that works
+        (raises what the last one raised)."""
+        for i, backend in enumerate(self._backends):
+            try:
+                return Predictor.from_file(path, self.device,
+                                           expected_classes=self.task.classes,
+                                           backend=backend, allowed_dirs=self.model_dirs,
+                                           precision=self.precision)
+            except BackendError as exc:
+                if i + 1 == len(self._backends):
+                    raise
+                self.backend_reason = (f'auto: {backend} failed for {path} ({exc}); using '
+                                       f'{self._backends[i + 1]}')
+                self.get_logger().warning(self.backend_reason)
+        raise AssertionError('no backend')  # unreachable: _backends is never empty
 
     def _on_model(self, info: ModelInfo) -> None:
         if info.task != self.task.name:
@@ -127,7 +243,73 @@ class ClassifierNode(Node):
             return
         if self.predictor is not None and info.model_id == self.predictor.model_id:
             return
-        self.request_load(info.path)
+        key = (info.model_id, info.path)
+        with self._load_lock:
+            before = self._refused.get(key)
+        if before is not None:
+            if self._refused_note(time.monotonic()):
+                self.get_logger().warning(f'ignoring re-announced model {info.model_id!r} at '
+                                          f'{info.path!r}: refused before ({before})')
+            return
+        if not os.path.isabs(info.path):
+            self._remember_refusal(key, 'path is not absolute')
+            self.get_logger().error(f'refused model {info.model_id!r}: path {info.path!r} is '
+                                    'not absolute')
+            return
+        self.request_load(info.path, key)
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        """Validate and apply the gesture parameters together (types and ranges were checked
+        against the descriptors already). Applied here rather than in a post-set callback,
+        which Humble lacks; this is the node's only set-parameters callback, so a change that
+        passes it is the change that is made."""
+        changes = {GESTURE_PARAMS[p.name][0]: p.value for p in params
+                   if p.name in GESTURE_PARAMS}
+        if changes:
+            try:
+                config = replace(self.debouncer.config, **changes).check()
+            except (ValueError, TypeError) as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
+            self.debouncer.reconfigure(config)
+            self.get_logger().info(f'gesture debouncing now {config}')
+        return SetParametersResult(successful=True)
+
+    def _publish_overlay(self, header, view, class_names, probs) -> None:
+        try:
+            drawn = draw_overlay(view.pixels, view.order, class_names, probs,
+                                 self.debouncer.label)
+        except ValueError as exc:
+            if self._warn(time.monotonic()):
+                self.get_logger().warning(f'no overlay for this frame: {exc}')
+            return
+        out = Image(**array_to_image_fields(drawn, 'bgr8'))
+        out.header = header
+        self._overlay_pub.publish(out)
+        self.overlays_published += 1
+
+    def _diagnose(self, stat):
+        predictor, p50 = self.predictor, self._latency.median()
+        if predictor is None:
+            stat.summary(WARN, 'no model yet: collect samples and send a train goal')
+        elif self._stale:
+            stat.summary(WARN, 'input stale: no camera frames')
+        else:
+            stat.summary(OK, f'classifying with {predictor.model_id}')
+        with self._load_lock:
+            refused = len(self._refused)
+        for key, value in (
+                ('model id', predictor.model_id if predictor else ''),
+                ('backend', predictor.description if predictor else self.backend),
+                ('backend chosen because', self.backend_reason),
+                ('precision', self.precision),
+                ('device', self.device), ('rate (Hz)', f'{self._rate.rate():.1f}'),
+                ('latency p50 (ms)', f'{p50 * 1e3:.1f}' if p50 is not None else ''),
+                ('input stale', self._stale), ('frames classified', self.frames_classified),
+                ('rejected frames', self.frames_rejected),
+                ('overlays published', self.overlays_published),
+                ('refused model announcements', refused)):
+            stat.add(key, value)
+        return stat
 
     def _check_input(self) -> None:
         """Say once when the input goes stale (camera lost) and once when it is back."""
@@ -137,10 +319,11 @@ class ClassifierNode(Node):
         if age > self.stale_after and not self._stale:
             self._stale = True
             self.get_logger().warning(f'input stale: no camera frame for {age:.1f} s on '
-                                      f'{self.resolve_topic_name("image_raw")}; no '
+                                      f'{self._image_topic}; no '
                                       'predictions until frames arrive again')
 
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg) -> None:
+        """A camera frame: sensor_msgs/Image or CompressedImage (see image_transport)."""
         self._last_frame = time.monotonic()
         if self._stale:
             self._stale = False
@@ -153,7 +336,7 @@ class ClassifierNode(Node):
             return
         start = time.perf_counter()
         try:
-            view = image_to_array(msg)
+            view = message_to_array(msg)
             probs = predictor.predict(view.pixels, view.order)
         except (ImageFormatError, ValueError) as exc:
             self.frames_rejected += 1
@@ -172,6 +355,22 @@ class ClassifierNode(Node):
         out.inference_time = time.perf_counter() - start
         self._pub.publish(out)
         self.frames_classified += 1
+        self._rate.tick()
+        self._latency.add(out.inference_time)
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        try:
+            event = self.debouncer.update(probs, predictor.class_names, stamp)
+        except ValueError as exc:  # non-finite probabilities from a broken model
+            if self._warn(time.monotonic()):
+                self.get_logger().warning(f'no gesture update for this frame: {exc}')
+            return
+        if self._overlay_pub.get_subscription_count():  # only for someone watching
+            self._publish_overlay(msg.header, view, predictor.class_names, probs)
+        if event is not None:
+            self._gesture_pub.publish(GestureEvent(
+                header=msg.header, kind=event.kind, label=event.label,
+                confidence=event.confidence, since=to_time(event.since),
+                previous_label=event.previous, model_id=predictor.model_id))
 
 
 def main(args=None):

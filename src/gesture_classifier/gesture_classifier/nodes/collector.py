@@ -2,7 +2,8 @@
 with a label, stores that frame as ``<dataset_dir>/<label>/<uuid>.jpg``; records bursts of new
 frames; reviews, deletes and restores samples; publishes the dataset's state.
 
-Subscribes ``image_raw`` (sensor_msgs/Image, sensor-data QoS, depth 1). Serves ``collect``
+Subscribes ``image_raw`` (sensor_msgs/Image; or ``image_raw/compressed`` with
+``image_transport: compressed``; sensor-data QoS, depth 1). Serves ``collect``
 (gesture_interfaces/srv/Collect, with ``count`` > 1 a burst), ``record`` (Record: hold to
 record, start/stop), ``delete_samples`` (DeleteSamples), ``undo_collect`` (UndoCollect),
 ``restore_samples`` (RestoreSamples). Publishes ``dataset`` (DatasetState, latched) at start,
@@ -25,13 +26,19 @@ Parameters: task, classes, data_dir, dataset_dir (read-only, see common.declare_
 A request with an unknown or unsafe label or path, without a recent frame, with a malformed
 frame or on a full disk gets ``success=false`` and a reason; nothing partial is written, no
 file outside the dataset and its trash is touched, and the node keeps running.
+
+Diagnostics (``/diagnostics``, 1 Hz, status ``collector: dataset``): samples per class, free
+disk, frames received, collects saved and refused requests by reason; WARN below 100 MB free
+or without camera frames.
 """
 from __future__ import annotations
 
 import math
 import re
+import shutil
 import threading
 import time
+from collections import Counter
 
 from builtin_interfaces.msg import Time
 from gesture_interfaces.msg import DatasetState
@@ -40,16 +47,17 @@ from gesture_interfaces.srv import (Collect, DeleteSamples, Record, RestoreSampl
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 
 from ..dataset import count_images, save_sample
-from ..imaging import ImageFormatError, image_to_array
+from ..imaging import ImageFormatError, message_to_array
 from ..recording import Recording
 from ..samples import (MAX_PATHS, SampleError, class_counts, delete_samples, newest_samples,
                        prune_trash, restore_samples, summarize)
 from ..tasks import LABEL_PATTERN, InvalidNameError
-from .common import (IMAGE_SUB_QOS, LATCHED_QOS, NO_FRAME_YET, declare, declare_task,
-                     run_node)
+from .common import (LATCHED_QOS, NO_FRAME_YET, declare, declare_task, run_node,
+                     subscribe_images)
+from .diagnostics import OK, WARN, updater_for
 
 #: Most trash paths listed in a DatasetState message (trash_count counts all).
 MAX_TRASH_LISTED = 1000
@@ -57,6 +65,11 @@ MAX_TRASH_LISTED = 1000
 
 def _stamp_ns(msg: Image) -> int:
     return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+#: Refusal reasons counted in the diagnostics: (start of the reason text, key).
+REFUSAL_KINDS = (('label', 'label'), ('unknown label', 'label'), ('too many', 'rate'),
+                 (NO_FRAME_YET, 'no frame'), ('newest frame', 'stale frame'),
+                 ('malformed', 'malformed image'), ('could not save', 'save failed'))
 
 
 class CollectorNode(Node):
@@ -97,7 +110,7 @@ class CollectorNode(Node):
             float_range=(0.0, 3600.0), read_only=True)
         self._lock = threading.Lock()  # dataset changes, recording state, state publishing
         self._last_saved = -math.inf  # time.monotonic() of the last accepted request
-        self._latest: Image | None = None
+        self._latest: Image | CompressedImage | None = None
         self._received = 0.0  # time.monotonic() when _latest arrived
         self._recording: Recording | None = None
         self._last_recording: Recording | None = None
@@ -106,8 +119,7 @@ class CollectorNode(Node):
         self._state_pub = self.create_publisher(DatasetState, 'dataset', LATCHED_QOS)
         frames = MutuallyExclusiveCallbackGroup()
         services = ReentrantCallbackGroup()
-        self.create_subscription(Image, 'image_raw', self._on_image, IMAGE_SUB_QOS,
-                                 callback_group=frames)
+        self._image_topic = subscribe_images(self, self._on_image, callback_group=frames)
         self.create_service(Collect, 'collect', self._on_collect, callback_group=services)
         self.create_service(Record, 'record', self._on_record, callback_group=services)
         self.create_service(DeleteSamples, 'delete_samples', self._on_delete,
@@ -119,6 +131,9 @@ class CollectorNode(Node):
         self.create_timer(0.1, self._check_recording, callback_group=frames)
         if self.state_period > 0:
             self.create_timer(self.state_period, self._refresh_state, callback_group=frames)
+        self.frames_received, self.saved, self.refused = 0, 0, Counter()
+        self._diagnostics = updater_for(self, str(self.task.dataset_dir))
+        self._diagnostics.add('dataset', self._diagnose)
         self._prune()
         counts = ', '.join(f'{c}: {n}' for c, n in zip(self.task.classes,
                                                           class_counts(self.task)))
@@ -179,20 +194,22 @@ class CollectorNode(Node):
             return 0
 
     # -- frames and recordings -------------------------------------------------------------
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg: Image | CompressedImage) -> None:
         # Only a reference is kept; the frame is decoded when (and if) it is collected.
         now = time.monotonic()
         self._latest, self._received = msg, now
+        self.frames_received += 1
         rec = self._recording
         if rec is None or not rec.wants(_stamp_ns(msg), now):
             return
         try:
-            view = image_to_array(msg)
+            view = message_to_array(msg)
             with self._lock:
                 if not rec.running:
                     return
                 path, _ = save_sample(self.task, rec.label, view.pixels, view.order)
                 rec.saved(path, _stamp_ns(msg), now)
+                self.saved += 1
                 self._last_saved = now
         except ImageFormatError as exc:
             self.get_logger().warning(f'recording: skipped a malformed image: {exc}')
@@ -201,6 +218,25 @@ class CollectorNode(Node):
             rec.finish(f'could not save the image: {exc}', failed=True)
             self.get_logger().error(f'recording stopped: {exc}')
         self.publish_state()
+
+    def _diagnose(self, stat):
+        folder = next(p for p in (self.task.dataset_dir, *self.task.dataset_dir.parents)
+                      if p.exists())
+        free = shutil.disk_usage(folder).free
+        if free < 100e6:
+            stat.summary(WARN, f'only {free / 1e6:.0f} MB free for samples')
+        elif self._latest is None:
+            stat.summary(WARN, 'no camera frame received yet')
+        else:
+            stat.summary(OK, f'{self.saved} sample(s) collected since start')
+        for label in self.task.classes:
+            stat.add(f'samples {label}', self._count(label))
+        stat.add('free disk (MB)', f'{free / 1e6:.0f}')
+        stat.add('frames received', self.frames_received)
+        stat.add('collected', self.saved)
+        for kind in dict.fromkeys([k for _, k in REFUSAL_KINDS] + ['other']):
+            stat.add(f'refused: {kind}', self.refused[kind])
+        return stat
 
     def _check_recording(self) -> None:
         rec = self._recording
@@ -290,13 +326,13 @@ class CollectorNode(Node):
         msg, received = self._latest, self._received
         if msg is None:
             return self._fail(response, f'{NO_FRAME_YET} on '
-                              f'{self.resolve_topic_name("image_raw")}', label)
+                              f'{self._image_topic}', label)
         age = time.monotonic() - received
         if age > self.max_frame_age:
             return self._fail(response, f'newest frame is {age:.2f} s old (max_frame_age '
                               f'{self.max_frame_age:g} s): is the camera running?', label)
         try:
-            view = image_to_array(msg)
+            view = message_to_array(msg)
             with self._lock:
                 if self._recording is not None:
                     return self._fail(response, self._busy(), label)
@@ -305,6 +341,7 @@ class CollectorNode(Node):
             return self._fail(response, f'malformed image message: {exc}', label)
         except (OSError, ValueError) as exc:
             return self._fail(response, f'could not save the image: {exc}', label)
+        self.saved += 1
         response.success, response.path, response.count = True, str(path), count
         response.saved, response.paths = 1, [str(path)]
         response.message = f'saved {label} #{count}'
@@ -424,6 +461,8 @@ class CollectorNode(Node):
         Only refusals list the folder: a successful save gets its count from save_sample."""
         response.success, response.message, response.path = False, reason, ''
         response.count = self._count(label) if label is not None else 0
+        self.refused[next((k for start, k in REFUSAL_KINDS if reason.startswith(start)),
+                          'other')] += 1
         self.get_logger().warning(f'collect refused: {reason}')
         return response
 

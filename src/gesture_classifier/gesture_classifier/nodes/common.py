@@ -13,11 +13,13 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
+from sensor_msgs.msg import CompressedImage, Image
 
 from ..tasks import PRESETS, Task
 
 __all__ = ['declare', 'declare_task', 'IMAGE_SUB_QOS', 'IMAGE_PUB_QOS', 'MODEL_QOS',
-           'LATCHED_QOS', 'PREDICTION_QOS', 'NO_FRAME_YET', 'run_node', 'Throttle', 'RosLogHandler']
+           'LATCHED_QOS', 'PREDICTION_QOS', 'NO_FRAME_YET', 'run_node', 'Throttle',
+           'RosLogHandler', 'IMAGE_TRANSPORTS', 'subscribe_images']
 
 #: Start of the collector's answer while it has not received any camera frame yet (the client
 #: retries on it just after start-up).
@@ -85,6 +87,33 @@ def declare_task(node: Node, *, model: bool = False, dataset: bool = False) -> T
                          '<data_dir>/<task>/models/resnet18.pt', read_only=True) if model else ''
     classes = [c for c in classes if c]
     return Task.create(name, classes, data_dir, dataset_dir or None, model_path or None)
+
+
+#: image_transport transports a node can subscribe with -> (message type, topic suffix).
+IMAGE_TRANSPORTS = {'raw': (Image, ''), 'compressed': (CompressedImage, '/compressed')}
+
+
+def subscribe_images(node: Node, callback, base: str = 'image_raw',
+                     callback_group=None) -> str:
+    """Declare ``image_transport`` (read-only, named and behaving like image_transport's
+    parameter) and subscribe ``callback`` to the camera images with IMAGE_SUB_QOS: 'raw'
+    (sensor_msgs/Image on ``base``) or 'compressed' (sensor_msgs/CompressedImage, JPEG or PNG,
+    on ``base/compressed``). Returns the resolved topic name.
+
+    Raises:
+        ValueError: another transport (the node cannot start).
+    """
+    transport = declare(node, 'image_transport', 'raw', "How camera images arrive, as "
+                        "image_transport's parameter: 'raw' (sensor_msgs/Image on image_raw) "
+                        "or 'compressed' (sensor_msgs/CompressedImage, JPEG or PNG, on "
+                        'image_raw/compressed)', read_only=True, constraints='raw or compressed')
+    if transport not in IMAGE_TRANSPORTS:
+        raise ValueError(f'image_transport must be one of {", ".join(IMAGE_TRANSPORTS)}, got '
+                         f'{transport!r}')
+    msg_type, suffix = IMAGE_TRANSPORTS[transport]
+    sub = node.create_subscription(msg_type, base + suffix, callback, IMAGE_SUB_QOS,
+                                   callback_group=callback_group)
+    return sub.topic_name
 
 
 class Throttle:

@@ -22,6 +22,10 @@ of training.RECIPES) and ``recipe.<setting>`` for each Recipe field (defaults: t
 hflip, batch_size, learning_rate, val_fraction, seed, augment, max_epochs, max_batch_size,
 backend (the classifier's backend, to export for), keep_models (versions kept),
 transfer_dir (the only folder import_model reads and export_model writes).
+
+Diagnostics (``/diagnostics``, 1 Hz, status ``trainer: training``): idle or training, epoch and
+progress of the running goal, the last goal's result and model id; ERROR when the last goal
+failed.
 """
 from __future__ import annotations
 
@@ -39,7 +43,8 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 
-from ..backends import BACKENDS, BackendError, export, require_usable
+from ..backends import (AUTO, BACKENDS, BackendError, available_backends, export,
+                        require_usable)
 from ..fsutil import ensure_private_dir
 from ..dataset import DatasetError
 from ..evaluation import format_confusion
@@ -51,6 +56,7 @@ from ..versions import (MODEL_ID_PATTERN, ModelStore, VersionError, read_metadat
 from ..training import (AUGMENTATIONS, AVERAGING, DEFAULT_RECIPE, RECIPES, STAGES, Progress,
                         Recipe, TrainConfig, get_recipe, resolve_device, train_task)
 from .common import LATCHED_QOS, MODEL_QOS, declare, declare_task, run_node
+from .diagnostics import ERROR, OK, updater_for
 
 
 class TrainerNode(Node):
@@ -84,11 +90,16 @@ class TrainerNode(Node):
                             int_range=(0, 2**31 - 1), read_only=True)
         self.augment = declare(self, 'augment', True, "Apply the recipe's augmentation "
                                '(false: none)', read_only=True)
-        self.backend = declare(
-            self, 'backend', 'pytorch', "The classifier's backend: after training, the files "
-            'it needs are exported beside the model (nothing for pytorch)', read_only=True,
-            constraints=f'one of {", ".join(BACKENDS)}')
-        require_usable(self.backend)
+        backend = declare(
+            self, 'backend', AUTO, "The classifier's backend: after training, the files "
+            'it needs are exported beside the model (nothing for pytorch; for auto the ONNX '
+            'export when onnx is installed: the classifier may run onnxruntime or build a '
+            'TensorRT engine from it on its own GPU)', read_only=True,
+            constraints=f'one of {AUTO}, {", ".join(BACKENDS)}')
+        if backend == AUTO:
+            backend = 'onnxruntime' if 'onnxruntime' in available_backends() else 'pytorch'
+        require_usable(backend)
+        self.backend = backend
         self.keep_models = declare(self, 'keep_models', 10, 'Model versions kept (each about '
                                    '45 MB); the oldest beyond are deleted, never the current',
                                    int_range=(1, 1000), read_only=True)
@@ -121,8 +132,33 @@ class TrainerNode(Node):
         if adopted:
             self.get_logger().info(f'current model {adopted}')
         self.publish_models()
+        self._progress: Progress | None = None  # of the running goal
+        self._last_result: Train.Result | None = None
+        self._diagnostics = updater_for(self, str(self.device))
+        self._diagnostics.add('training', self._diagnose)
         self.get_logger().info(f'task {self.task.name!r}: dataset {self.task.dataset_dir}, '
                                f'model {self.task.model_path}, device {self.device}')
+
+    def _diagnose(self, stat):
+        """idle/training, epoch and loss of the running goal, the last goal's result; ERROR
+        when the last goal failed (a cancel is not a failure)."""
+        progress, last = self._progress, self._last_result
+        training = self._busy.locked()
+        if training:
+            stat.summary(OK, 'training' + (f': epoch {progress.epoch}/{progress.epochs}'
+                                           if progress else ''))
+        elif last is not None and not last.success and \
+                last.error_code != Train.Result.CANCELED:
+            stat.summary(ERROR, f'idle; the last goal failed: {last.message}')
+        else:
+            stat.summary(OK, 'idle')
+        stat.add('state', 'training' if training else 'idle')
+        stat.add('epoch', f'{progress.epoch}/{progress.epochs}' if training and progress
+                 else '')
+        stat.add('progress', f'{progress.progress:.3f}' if training and progress else '')
+        stat.add('last result', last.message if last else '')
+        stat.add('last model id', last.model_id if last else '')
+        return stat
 
     def _declare_recipe(self) -> Recipe:
         """``recipe`` (a preset) and one ``recipe.<field>`` parameter per Recipe setting whose
@@ -207,8 +243,10 @@ class TrainerNode(Node):
         return CancelResponse.ACCEPT
 
     def _execute(self, goal_handle) -> Train.Result:
+        self._progress = None
         try:
-            return self._train(goal_handle)
+            self._last_result = self._train(goal_handle)
+            return self._last_result
         finally:
             self._busy.release()
 
@@ -236,6 +274,7 @@ class TrainerNode(Node):
                                f'{note}')
 
         def on_progress(p: Progress) -> None:
+            self._progress = p
             goal_handle.publish_feedback(Train.Feedback(
                 epoch=p.epoch, epochs=p.epochs, batch=p.batch, batches=p.batches,
                 progress=float(p.progress), loss=float(p.loss), accuracy=float(p.accuracy),
