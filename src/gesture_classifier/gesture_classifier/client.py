@@ -38,7 +38,8 @@ from sensor_msgs.msg import Image
 # before this process creates its first participant.
 from .nodes.common import IMAGE_SUB_QOS, NO_FRAME_YET, PREDICTION_QOS
 
-__all__ = ['ClientError', 'TrainStatus', 'TrainOutcome', 'GestureClient']
+__all__ = ['ClientError', 'TrainStatus', 'TrainOutcome', 'GestureClient', 'wait_future',
+           'set_parameters_request']
 
 
 class ClientError(RuntimeError):
@@ -74,6 +75,24 @@ def wait_future(future, timeout: float, what: str):
     if future.exception() is not None:
         raise ClientError(f'{what}: {future.exception()}')
     return future.result()
+
+
+def set_parameters_request(**values) -> SetParameters.Request:
+    """A ``rcl_interfaces/srv/SetParameters`` request for ``name=value`` pairs (bool, int,
+    float; anything else is sent as a string)."""
+    req = SetParameters.Request()
+    for name, value in values.items():
+        pv = ParameterValue()
+        if isinstance(value, bool):
+            pv.type, pv.bool_value = ParameterType.PARAMETER_BOOL, value
+        elif isinstance(value, int):
+            pv.type, pv.integer_value = ParameterType.PARAMETER_INTEGER, value
+        elif isinstance(value, float):
+            pv.type, pv.double_value = ParameterType.PARAMETER_DOUBLE, value
+        else:
+            pv.type, pv.string_value = ParameterType.PARAMETER_STRING, str(value)
+        req.parameters.append(Parameter(name=name, value=pv))
+    return req
 
 
 class GestureClient:
@@ -212,18 +231,7 @@ class GestureClient:
         Raises:
             ClientError: the camera refused a value (its reason is included) or timeout.
         """
-        req = SetParameters.Request()
-        for name, value in values.items():
-            pv = ParameterValue()
-            if isinstance(value, bool):
-                pv.type, pv.bool_value = ParameterType.PARAMETER_BOOL, value
-            elif isinstance(value, int):
-                pv.type, pv.integer_value = ParameterType.PARAMETER_INTEGER, value
-            elif isinstance(value, float):
-                pv.type, pv.double_value = ParameterType.PARAMETER_DOUBLE, value
-            else:
-                pv.type, pv.string_value = ParameterType.PARAMETER_STRING, str(value)
-            req.parameters.append(Parameter(name=name, value=pv))
+        req = set_parameters_request(**values)
         if not self._camera_params.wait_for_service(timeout_sec=timeout):
             raise ClientError('camera parameter service not available')
         res = wait_future(self._camera_params.call_async(req), timeout, 'set camera parameters')
