@@ -5,6 +5,8 @@
 #   scripts/bench.sh --quick              # shorter windows, about 2 minutes
 #   scripts/bench.sh --only classifier    # one section (trainer, classifier, camera, collect,
 #                                         # startup); repeatable
+#   scripts/bench.sh learning [--recipes ...]  # the learning benchmark (bench/learning.py):
+#                                         # accuracy on people the model never saw; about an hour
 # Works from any directory once scripts/setup.sh has run.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,4 +17,8 @@ set -u
 # From the repository root: `python -m` puts the current directory first on sys.path, where
 # another `bench` module could otherwise shadow this one.
 cd "$root"
+if [ "${1:-}" = learning ]; then
+  shift
+  exec python -m bench.learning "$@"
+fi
 exec python -m bench "$@"

@@ -12,8 +12,8 @@ from gesture_classifier.dataset import load_images
 from gesture_classifier.model import create_model, load_model
 from gesture_classifier.preprocess import PreprocessSpec
 from gesture_classifier.tasks import Task
-from gesture_classifier.training import (FitResult, Progress, TrainConfig, fit, resolve_device,
-                                         train_task)
+from gesture_classifier.training import (DEFAULT_RECIPE, RECIPES, FitResult, Progress,
+                                         TrainConfig, fit, resolve_device, train_task)
 
 SMALL = PreprocessSpec(input_size=64)  # for the tests that do not need the default size
 
@@ -150,7 +150,6 @@ def test_fit_with_augmentation_is_deterministic_for_a_seed(small_data):
     (dict(epochs=1, batch_size=0), 'batch_size'),
     (dict(epochs=1, learning_rate=float('nan')), 'learning_rate'),
     (dict(epochs=1, learning_rate=float('inf')), 'learning_rate'),
-    (dict(epochs=1, learning_rate=0.0), 'learning_rate'),
     (dict(epochs=1, learning_rate=-1e-3), 'learning_rate'),
     (dict(epochs=1, val_fraction=1.0), 'val_fraction'),
     (dict(epochs=1, val_fraction=-0.1), 'val_fraction'),
@@ -163,7 +162,9 @@ def test_train_config_validation(kwargs, match):
 def test_train_config_defaults():
     cfg = TrainConfig(epochs=1)
     assert (cfg.batch_size, cfg.learning_rate, cfg.val_fraction, cfg.augment) == \
-        (8, 1e-3, 0.2, True)
+        (8, 0.0, 0.2, True)
+    assert cfg.recipe is RECIPES[DEFAULT_RECIPE] and cfg.lr == cfg.recipe.learning_rate
+    assert TrainConfig(epochs=1, learning_rate=5e-4).lr == 5e-4
     TrainConfig(epochs=1, val_fraction=0.0)
     TrainConfig(epochs=1, val_fraction=0.9)
 

@@ -40,7 +40,7 @@ def cmd_collect(gc: GestureClient, args) -> int:
 
 
 def train_with_progress(gc: GestureClient, epochs: int, batch_size: int = 0,
-                        learning_rate: float = 0.0):
+                        learning_rate: float = 0.0, recipe: str = ''):
     """Send a train goal and show its feedback as a tqdm bar; Ctrl-C cancels the goal.
 
     Returns:
@@ -68,7 +68,7 @@ def train_with_progress(gc: GestureClient, epochs: int, batch_size: int = 0,
                   f'{time.monotonic() - started:6.1f} s  {stats} (train, this epoch; '
                   f'val: previous epoch)', flush=True)
 
-    handle = gc.send_train_goal(epochs, batch_size, learning_rate, on_feedback)
+    handle = gc.send_train_goal(epochs, batch_size, learning_rate, on_feedback, recipe=recipe)
     if handle is None:
         bar.close()
         return TrainStatus.REJECTED, None, 0
@@ -87,7 +87,8 @@ def train_with_progress(gc: GestureClient, epochs: int, batch_size: int = 0,
 
 
 def cmd_train(gc: GestureClient, args) -> int:
-    status, result, _ = train_with_progress(gc, args.epochs, args.batch_size, args.lr)
+    status, result, _ = train_with_progress(gc, args.epochs, args.batch_size, args.lr,
+                                            args.recipe)
     if result is None:
         print('train goal REJECTED: another goal is running or a value is out of range '
               "(the trainer's log says which)", file=sys.stderr)
@@ -141,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument('--epochs', type=int, default=10)
     t.add_argument('--batch-size', type=int, default=0, help="0: the trainer's default")
     t.add_argument('--lr', type=float, default=0.0, help="0: the trainer's default")
+    t.add_argument('--recipe', default='', help="a recipe preset (generalise, dli, layer4, "
+                   "linear_probe); default: the trainer's `recipe` parameter")
     t.set_defaults(func=cmd_train)
     w = sub.add_parser('watch', help='print predictions')
     w.add_argument('-n', '--count', type=int, default=0, help='stop after N (0: never)')

@@ -8,6 +8,11 @@ One verb per job, after nav2_simple_commander::
         r = gc.collect('thumbs_up')              # Collect.Response
         res = gc.train(epochs=10, on_feedback=print)
         p = gc.wait_for_prediction(lambda p: p.model_id == res.result.model_id)
+        gc.collect('thumbs_up', count=30, interval=0.2)   # a burst of 30 new frames
+        gc.undo(2)                                 # the 2 newest samples to the trash
+        res = gc.train(epochs=5)                   # 5 more epochs from the current model
+        ev = gc.evaluate()                         # per-class figures, confusion matrix
+        gc.select_model(old_model_id)              # back to an earlier version
 
 The client owns a node and spins it in a background thread; every blocking call has a timeout
 and raises :class:`ClientError` on failure or timeout.
@@ -15,6 +20,7 @@ and raises :class:`ClientError` on failure or timeout.
 from __future__ import annotations
 
 import enum
+import math
 import threading
 import time
 import uuid
@@ -23,9 +29,10 @@ from collections.abc import Callable
 
 import rclpy
 from action_msgs.msg import GoalStatus
-from gesture_interfaces.action import Train
-from gesture_interfaces.msg import Prediction
-from gesture_interfaces.srv import Collect
+from gesture_interfaces.action import Evaluate, Train
+from gesture_interfaces.msg import DatasetState, ModelList, Prediction
+from gesture_interfaces.srv import (Collect, DeleteSamples, ExportModel, ImportModel, Record,
+                                    RestoreSamples, SelectModel, UndoCollect)
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.action import ActionClient
@@ -36,10 +43,10 @@ from sensor_msgs.msg import Image
 
 # Importing gesture_classifier.nodes applies config/fastdds.xml (gesture_classifier.middleware)
 # before this process creates its first participant.
-from .nodes.common import IMAGE_SUB_QOS, NO_FRAME_YET, PREDICTION_QOS
+from .nodes.common import IMAGE_SUB_QOS, LATCHED_QOS, NO_FRAME_YET, PREDICTION_QOS
 
-__all__ = ['ClientError', 'TrainStatus', 'TrainOutcome', 'GestureClient', 'wait_future',
-           'set_parameters_request']
+__all__ = ['ClientError', 'TrainStatus', 'TrainOutcome', 'EvaluateOutcome', 'GestureClient',
+           'wait_future', 'set_parameters_request']
 
 
 class ClientError(RuntimeError):
@@ -57,6 +64,16 @@ class TrainStatus(enum.Enum):
 class TrainOutcome:
     status: TrainStatus
     result: Train.Result | None
+    feedback_count: int
+
+
+@dataclass
+class EvaluateOutcome:
+    """An ``evaluate`` goal's end: status as for training; ``result`` None when rejected
+    (another evaluation is running or batch_size is out of range)."""
+
+    status: TrainStatus
+    result: Evaluate.Result | None
     feedback_count: int
 
 
@@ -118,7 +135,19 @@ class GestureClient:
         self._collect = self.node.create_client(Collect, 'collect')
         self._camera_params = self.node.create_client(SetParameters, 'camera/set_parameters')
         self._train = ActionClient(self.node, Train, 'train')
+        self._evaluate = ActionClient(self.node, Evaluate, 'evaluate')
+        self._services = {name: self.node.create_client(srv, name) for name, srv in (
+            ('record', Record), ('delete_samples', DeleteSamples),
+            ('undo_collect', UndoCollect), ('restore_samples', RestoreSamples),
+            ('select_model', SelectModel), ('import_model', ImportModel),
+            ('export_model', ExportModel))}
         self._lock = threading.Condition()
+        self._dataset: DatasetState | None = None
+        self._models: ModelList | None = None
+        self.node.create_subscription(DatasetState, 'dataset', self._on_state('_dataset'),
+                                      LATCHED_QOS)
+        self.node.create_subscription(ModelList, 'models', self._on_state('_models'),
+                                      LATCHED_QOS)
         self._predictions: list[Prediction] = []
         self._images: list[tuple[float, Image]] = []
         self._listeners: list[Callable[[Prediction], None]] = []
@@ -247,20 +276,27 @@ class GestureClient:
 
     # -- collect ---------------------------------------------------------------------------
     def collect(self, label: str, timeout: float = 10.0,
-                wait_for_frame: float = 0.0) -> Collect.Response:
+                wait_for_frame: float = 0.0, count: int = 0,
+                interval: float = 0.0) -> Collect.Response:
         """Call ``collect``; returns the response (check ``success`` and ``message``).
 
         Args:
             wait_for_frame: seconds to keep asking while the collector answers that it has no
                 camera frame yet (just after start-up, before its subscription has matched
                 the camera); 0 asks once.
+            count: 0 or 1 = the newest frame; more = a burst of that many new frames at
+                least ``interval`` s apart (the answer comes when the burst has ended;
+                ``timeout`` is extended by ``count * interval``).
         """
         if not self._collect.wait_for_service(timeout_sec=timeout):
             raise ClientError('collect service not available')
         deadline = time.monotonic() + wait_for_frame
+        request = Collect.Request(label=label, count=count, interval=float(interval))
+        if count > 1:  # a burst answers when it ends: give it its time (0.1 s per frame at least)
+            gap = interval if math.isfinite(interval) and 0 < interval <= 60 else 0.0
+            timeout += count * max(gap, 0.1)
         while True:
-            res = wait_future(self._collect.call_async(Collect.Request(label=label)), timeout,
-                        'collect')
+            res = wait_future(self._collect.call_async(request), timeout, 'collect')
             if res.success or not res.message.startswith(NO_FRAME_YET) or \
                     time.monotonic() > deadline:
                 return res
@@ -269,12 +305,19 @@ class GestureClient:
     # -- train -----------------------------------------------------------------------------
     def send_train_goal(self, epochs: int, batch_size: int = 0, learning_rate: float = 0.0,
                         on_feedback: Callable[[Train.Feedback], None] | None = None,
-                        timeout: float = 10.0):
-        """Send a goal; returns the accepted goal handle, or None when it was rejected."""
+                        timeout: float = 10.0, recipe: str = '',
+                        start: int = Train.Goal.START_AUTO, from_model_id: str = '',
+                        keep_last_epoch: bool = False):
+        """Send a goal; returns the accepted goal handle, or None when it was rejected.
+        ``recipe``: a preset name, '' = the trainer's; ``start``: Train.Goal.START_AUTO
+        (continue from the current model when it fits), START_CONTINUE or START_FRESH;
+        ``from_model_id``: the version to continue from ('' = current); ``keep_last_epoch``:
+        save the last epoch instead of the best-validating one (see Train.action)."""
         if not self._train.wait_for_server(timeout_sec=timeout):
             raise ClientError('train action not available')
         goal = Train.Goal(epochs=epochs, batch_size=batch_size,
-                          learning_rate=float(learning_rate))
+                          learning_rate=float(learning_rate), recipe=recipe, start=start,
+                          from_model_id=from_model_id, keep_last_epoch=keep_last_epoch)
         handle = wait_future(self._train.send_goal_async(
             goal, feedback_callback=(lambda fb: on_feedback(fb.feedback)) if on_feedback
             else None), timeout, 'send train goal')
@@ -285,7 +328,7 @@ class GestureClient:
 
     def train(self, epochs: int, batch_size: int = 0, learning_rate: float = 0.0,
               on_feedback: Callable[[Train.Feedback], None] | None = None,
-              timeout: float = 3600.0) -> TrainOutcome:
+              timeout: float = 3600.0, recipe: str = '', **goal) -> TrainOutcome:
         """Train and wait for the result. A rejected goal gives status REJECTED (the trainer
         logs why: another goal running, or values out of range)."""
         count = [0]
@@ -295,7 +338,8 @@ class GestureClient:
             if on_feedback:
                 on_feedback(f)
 
-        handle = self.send_train_goal(epochs, batch_size, learning_rate, fb)
+        handle = self.send_train_goal(epochs, batch_size, learning_rate, fb, recipe=recipe,
+                                      **goal)
         if handle is None:
             return TrainOutcome(TrainStatus.REJECTED, None, 0)
         res = wait_future(handle.get_result_async(), timeout, 'train result')
@@ -309,3 +353,105 @@ class GestureClient:
             return False
         res = wait_future(handle.cancel_goal_async(), timeout, 'cancel')
         return len(res.goals_canceling) > 0
+
+    def evaluate(self, model_id: str = '', batch_size: int = 0,
+                 on_feedback: Callable[[Evaluate.Feedback], None] | None = None,
+                 timeout: float = 3600.0) -> EvaluateOutcome:
+        """Evaluate a model version ('' = the current one) on the current dataset and wait.
+        The result's ``validation`` and ``training`` hold the figures (see Evaluation.msg)."""
+        if not self._evaluate.wait_for_server(timeout_sec=min(timeout, 10.0)):
+            raise ClientError('evaluate action not available')
+        count = [0]
+
+        def fb(msg):
+            count[0] += 1
+            if on_feedback:
+                on_feedback(msg.feedback)
+
+        handle = wait_future(self._evaluate.send_goal_async(
+            Evaluate.Goal(model_id=model_id, batch_size=batch_size), feedback_callback=fb),
+            10.0, 'send evaluate goal')
+        if not handle.accepted:
+            return EvaluateOutcome(TrainStatus.REJECTED, None, 0)
+        res = wait_future(handle.get_result_async(), timeout, 'evaluate result')
+        return EvaluateOutcome(TrainStatus(res.status), res.result, count[0])
+
+    # -- dataset and model state -----------------------------------------------------------
+    def _on_state(self, attr: str):
+        def store(msg):
+            with self._lock:
+                setattr(self, attr, msg)
+                self._lock.notify_all()
+        return store
+
+    def _wait_state(self, attr: str, predicate, timeout: float, what: str):
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                msg = getattr(self, attr)
+                if msg is not None and predicate(msg):
+                    return msg
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ClientError(f'no matching {what} within {timeout:g} s')
+                self._lock.wait(remaining)
+
+    def dataset_state(self, predicate: Callable[[DatasetState], bool] = lambda s: True,
+                      timeout: float = 10.0) -> DatasetState:
+        """The newest ``dataset`` message satisfying ``predicate`` (waits for it)."""
+        return self._wait_state('_dataset', predicate, timeout, 'dataset state')
+
+    def model_list(self, predicate: Callable[[ModelList], bool] = lambda s: True,
+                   timeout: float = 10.0) -> ModelList:
+        """The newest ``models`` message satisfying ``predicate`` (waits for it)."""
+        return self._wait_state('_models', predicate, timeout, 'model list')
+
+    # -- samples ---------------------------------------------------------------------------
+    def _call(self, name: str, request, timeout: float):
+        client = self._services[name]
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise ClientError(f'{name} service not available')
+        return wait_future(client.call_async(request), timeout, name)
+
+    def record_start(self, label: str, max_count: int = 0, interval: float = 0.0,
+                     max_duration: float = 0.0, timeout: float = 10.0) -> Record.Response:
+        """Start saving new frames under ``label`` until :meth:`record_stop` (hold to record)."""
+        return self._call('record', Record.Request(
+            label=label, max_count=max_count, interval=float(interval),
+            max_duration=float(max_duration)), timeout)
+
+    def record_stop(self, timeout: float = 10.0) -> Record.Response:
+        """Stop the recording; the response has ``saved`` and ``paths``."""
+        return self._call('record', Record.Request(stop=True), timeout)
+
+    def delete_samples(self, paths, timeout: float = 10.0) -> DeleteSamples.Response:
+        """Move samples (paths as ``collect`` returned them) to the trash; all or nothing."""
+        return self._call('delete_samples', DeleteSamples.Request(paths=list(paths)), timeout)
+
+    def undo(self, count: int = 1, label: str = '',
+             timeout: float = 10.0) -> UndoCollect.Response:
+        """Move the ``count`` newest samples (of ``label``, or of all classes) to the trash."""
+        return self._call('undo_collect', UndoCollect.Request(label=label, count=count),
+                          timeout)
+
+    def restore(self, paths=(), timeout: float = 10.0) -> RestoreSamples.Response:
+        """Restore samples from the trash; no paths = the latest delete or undo."""
+        return self._call('restore_samples', RestoreSamples.Request(paths=list(paths)),
+                          timeout)
+
+    # -- model versions --------------------------------------------------------------------
+    def select_model(self, model_id: str, timeout: float = 30.0) -> SelectModel.Response:
+        """Make a kept version current; the classifier switches to it."""
+        return self._call('select_model', SelectModel.Request(model_id=model_id), timeout)
+
+    def import_model(self, path: str, select: bool = False,
+                     timeout: float = 60.0) -> ImportModel.Response:
+        """Import a model file (inside the trainer's transfer_dir) as a new version."""
+        return self._call('import_model', ImportModel.Request(path=path, select=select),
+                          timeout)
+
+    def export_model(self, path: str, model_id: str = '', overwrite: bool = False,
+                     timeout: float = 60.0) -> ExportModel.Response:
+        """Write a version ('' = current) to ``path`` inside the trainer's transfer_dir."""
+        return self._call('export_model', ExportModel.Request(
+            model_id=model_id, path=path, overwrite=overwrite), timeout)

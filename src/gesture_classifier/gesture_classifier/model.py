@@ -10,6 +10,7 @@ so it loads with ``torch.load(weights_only=True)`` and no pickled code ever runs
     input_size      int, mean/std: list[float] (see preprocess.PreprocessSpec)
     channel_order   'rgb'
     task, model_id, created (ISO 8601 UTC), initial_weights, pretrained (bool),
+    recipe (training recipe name, see training.RECIPES; '' in files written before recipes),
     epochs, train_accuracy, val_accuracy
 
 Initial weights (``initial_weights`` setting): ``'imagenet'`` loads torchvision's
@@ -46,6 +47,13 @@ ARCHITECTURES = ('resnet18',)
 IMAGENET_WEIGHTS_FILE = os.path.basename(models.ResNet18_Weights.IMAGENET1K_V1.url)
 #: Upper bound of a ResNet-18 model file (about 45 MB), used for the free-space check.
 _MODEL_FILE_BYTES = 50 * 1024 * 1024
+
+
+#: Said wherever a model starts from random weights (measured: near chance on new people, see
+#: the README's learning benchmark).
+NOT_GENERALISING = ('a model trained from random weights on a few dozen images learns its '
+                    'teacher, not the gesture, and will not recognise people, cameras or rooms '
+                    'it was not taught in')
 
 
 class ModelFileError(ValueError):
@@ -109,7 +117,7 @@ def load_initial_weights(model: nn.Module, source: str) -> InitialWeights:
     """
     if source in ('none', ''):
         return InitialWeights('none', False, 'backbone starts from random weights '
-                              '(initial_weights=none)')
+                              f'(initial_weights=none): {NOT_GENERALISING}')
     if source == 'imagenet':
         weights = models.ResNet18_Weights.IMAGENET1K_V1
         try:
@@ -120,7 +128,7 @@ def load_initial_weights(model: nn.Module, source: str) -> InitialWeights:
         except Exception as exc:  # offline, proxy, corrupt cache: all mean "not available"
             cache = Path(torch.hub.get_dir()) / 'checkpoints' / IMAGENET_WEIGHTS_FILE
             msg = (f'ImageNet weights could not be loaded ({type(exc).__name__}: {exc}); the '
-                   f'backbone starts from RANDOM weights, so accuracy will be much lower. Copy '
+                   f'backbone starts from RANDOM weights: {NOT_GENERALISING}. Copy '
                    f'{IMAGENET_WEIGHTS_FILE} to {cache} (or set initial_weights to its path)')
             LOG.warning(msg)
             return InitialWeights('imagenet', False, msg)
@@ -128,8 +136,8 @@ def load_initial_weights(model: nn.Module, source: str) -> InitialWeights:
             _load_backbone(model, state)
         except ModelFileError as exc:
             msg = (f'cached ImageNet weights {IMAGENET_WEIGHTS_FILE} do not fit ({exc}); the '
-                   'backbone starts from RANDOM weights. Delete the file so torchvision '
-                   'downloads it again')
+                   f'backbone starts from RANDOM weights: {NOT_GENERALISING}. Delete the file '
+                   'so torchvision downloads it again')
             LOG.warning(msg)
             return InitialWeights('imagenet', False, msg)
         return InitialWeights('imagenet', True, 'backbone starts from torchvision ImageNet '
@@ -159,6 +167,7 @@ class ModelFile:
     created: str = ''
     initial_weights: str = ''
     pretrained: bool = False
+    recipe: str = ''
     epochs: int = 0
     train_accuracy: float = -1.0
     val_accuracy: float = -1.0
@@ -201,6 +210,7 @@ def save_model(mf: ModelFile, path: str | os.PathLike) -> Path:
         'created': mf.created,
         'initial_weights': mf.initial_weights,
         'pretrained': bool(mf.pretrained),
+        'recipe': str(mf.recipe),
         'epochs': int(mf.epochs),
         'train_accuracy': float(mf.train_accuracy),
         'val_accuracy': float(mf.val_accuracy),
@@ -266,6 +276,7 @@ def load_model(path: str | os.PathLike, device: torch.device | str = 'cpu',
         extra = dict(task=str(obj.get('task', '')), created=str(obj.get('created', '')),
                      initial_weights=str(obj.get('initial_weights', '')),
                      pretrained=bool(obj.get('pretrained', False)),
+                     recipe=str(obj.get('recipe', '')),
                      epochs=int(obj.get('epochs', 0)),
                      train_accuracy=float(obj.get('train_accuracy', -1.0)),
                      val_accuracy=float(obj.get('val_accuracy', -1.0)))

@@ -5,6 +5,8 @@ On-disk layout under a data directory ``<data_dir>`` (each task separate, never 
 
     <data_dir>/<task>/dataset/<class>/<uuid>.jpg   samples (DLI layout <task>/<category>/*.jpg)
     <data_dir>/<task>/models/resnet18.pt           the current model of the task
+    <data_dir>/<task>/models/<model_id>.pt         every kept model version (see versions.py)
+    <data_dir>/<task>/trash/<class>/...            deleted samples, restorable (samples.py)
 
 ``dataset_dir`` and ``model_path`` may be given explicitly instead, e.g. to train on data
 collected with the DLI notebook (``~/nvdli-data/classification/thumbs_A``).
@@ -59,12 +61,15 @@ class Task:
         classes: class names in model output order, at least 2, unique, each a safe name.
         dataset_dir: folder holding ``<class>/`` sub-folders of images.
         model_path: the task's current model file.
+        trash_dir: where deleted samples wait to be restored (``<data_dir>/<task>/trash``, also
+            when ``dataset_dir`` is given explicitly); None = ``<dataset_dir>/../trash``.
     """
 
     name: str
     classes: tuple[str, ...]
     dataset_dir: Path
     model_path: Path
+    trash_dir: Path | None = None
 
     @classmethod
     def create(cls, name: str, classes: list[str] | tuple[str, ...] | None = None,
@@ -93,7 +98,14 @@ class Task:
             root / 'dataset'
         mp = Path(os.path.expanduser(os.fspath(model_path))).resolve() if model_path else \
             root / 'models' / MODEL_FILE_NAME
-        return cls(name=name, classes=classes, dataset_dir=ds, model_path=mp)
+        return cls(name=name, classes=classes, dataset_dir=ds, model_path=mp,
+                   trash_dir=root / 'trash')
+
+    @property
+    def trash(self) -> Path:
+        """The trash folder (see ``trash_dir``)."""
+        return self.trash_dir if self.trash_dir is not None else \
+            self.dataset_dir.parent / 'trash'
 
     def class_dir(self, label: str) -> Path:
         """Folder of one class's images. Raises InvalidNameError / ValueError (unknown class)."""

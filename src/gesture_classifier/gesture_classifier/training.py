@@ -13,9 +13,10 @@ a saved model file.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from collections.abc import Callable
 
 import torch
@@ -27,44 +28,176 @@ from .model import ModelFile, create_model, load_initial_weights, new_model_id, 
 from .preprocess import PreprocessSpec, normalize
 from .tasks import Task
 
-__all__ = ['TrainConfig', 'Progress', 'FitResult', 'TrainOutcome', 'train_one_epoch',
-           'evaluate', 'fit', 'train_task', 'resolve_device']
+__all__ = ['STAGES', 'AUGMENTATIONS', 'AVERAGING', 'Recipe', 'RECIPES', 'DEFAULT_RECIPE', 'DLI',
+           'get_recipe', 'TrainConfig', 'Progress', 'FitResult', 'TrainOutcome', 'augmenter',
+           'set_train_mode', 'trainable_parameters', 'make_optimizer', 'train_one_epoch',
+           'predict_batches', 'evaluate', 'fit', 'train_task', 'resolve_device']
 
 LOG = logging.getLogger(__name__)
 DEFAULT_SPEC = PreprocessSpec()  # frozen, so one shared instance is safe
 
 
+#: ResNet-18 stages in forward order; ``Recipe.train_from`` names the first one that trains.
+STAGES = ('conv1', 'layer1', 'layer2', 'layer3', 'layer4', 'fc')
+AUGMENTATIONS = ('none', 'dli', 'camera')
+AVERAGING = ('none', 'swa')
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a model is fine-tuned: which layers train, how BatchNorm behaves, the optimiser,
+    the augmentation and whether weights are averaged. Named presets are in :data:`RECIPES`.
+
+    Attributes:
+        name: preset name, or ``'custom'`` after :meth:`replace`.
+        train_from: first trained stage of :data:`STAGES`; the stages before it keep their
+            initial weights ('conv1' = every layer, 'fc' = a linear probe).
+        freeze_batchnorm: BatchNorm layers stay in eval mode (running statistics frozen) and
+            their scale/shift are not trained, as detection codebases do (torchvision
+            ``FrozenBatchNorm2d``): statistics re-estimated on batches of 8 are noisy.
+        learning_rate: AdamW learning rate of ``fc``, > 0.
+        backbone_lr_factor: trained backbone stages use ``learning_rate * factor``, in (0, 1].
+        weight_decay: AdamW decoupled weight decay, >= 0 (0 = plain Adam, as the DLI).
+        label_smoothing: cross-entropy label smoothing, [0, 0.5).
+        augmentation: 'none'; 'dli' = ``ColorJitter(0.2, 0.2, 0.2, 0.2)`` only; 'camera' =
+            random crop/zoom/aspect (``RandomResizedCrop``, scale [0.5, 1], ratio [3/4, 4/3]),
+            small rotation (+-10 degrees), colour/brightness jitter, grayscale and blur: how a
+            hand appears at other distances, positions, cameras and light.
+        head_warmup_epochs: epochs at the start in which only ``fc`` trains (linear probe,
+            then fine-tune: Kumar et al., ICLR 2022), 0..epochs.
+        cosine: learning rate follows a cosine from its value to 0 over the fine-tuning steps
+            (after the warm-up); otherwise constant.
+        average: 'swa' = the saved weights are the mean of the weights at the end of each
+            fine-tuning epoch in the second half of training (stochastic weight averaging,
+            Izmailov et al., UAI 2018; needs ``freeze_batchnorm``), 'none' = last epoch.
+    """
+
+    name: str
+    train_from: str
+    freeze_batchnorm: bool
+    learning_rate: float
+    backbone_lr_factor: float = 1.0
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0
+    augmentation: str = 'dli'
+    head_warmup_epochs: int = 0
+    cosine: bool = False
+    average: str = 'none'
+
+    def __post_init__(self):
+        if self.train_from not in STAGES:
+            raise ValueError(f'train_from must be one of {STAGES}, got {self.train_from!r}')
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise ValueError(f'learning_rate must be a positive number, got '
+                             f'{self.learning_rate}')
+        if not 0 < self.backbone_lr_factor <= 1:
+            raise ValueError(f'backbone_lr_factor must be in (0, 1], got '
+                             f'{self.backbone_lr_factor}')
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ValueError(f'weight_decay must be >= 0, got {self.weight_decay}')
+        if not 0 <= self.label_smoothing < 0.5:
+            raise ValueError(f'label_smoothing must be in [0, 0.5), got '
+                             f'{self.label_smoothing}')
+        if self.augmentation not in AUGMENTATIONS:
+            raise ValueError(f'augmentation must be one of {AUGMENTATIONS}, got '
+                             f'{self.augmentation!r}')
+        if self.head_warmup_epochs < 0:
+            raise ValueError(f'head_warmup_epochs must be >= 0, got {self.head_warmup_epochs}')
+        if self.average not in AVERAGING:
+            raise ValueError(f'average must be one of {AVERAGING}, got {self.average!r}')
+        if self.average != 'none' and not self.freeze_batchnorm:
+            raise ValueError('weight averaging needs freeze_batchnorm (averaged weights would '
+                             'not match BatchNorm statistics re-estimated while training)')
+
+    def replace(self, **changes) -> Recipe:
+        """A copy with ``changes`` (validated); named 'custom' unless ``name`` is given."""
+        changes.setdefault('name', 'custom' if changes else self.name)
+        return dataclasses.replace(self, **changes)
+
+    def describe(self) -> str:
+        """One line for logs and results."""
+        return (f"recipe {self.name!r}: train from {self.train_from}, BatchNorm "
+                f"{'frozen' if self.freeze_batchnorm else 'training'}, AdamW lr "
+                f"{self.learning_rate:g} (backbone x{self.backbone_lr_factor:g}), weight decay "
+                f"{self.weight_decay:g}, label smoothing {self.label_smoothing:g}, "
+                f"augmentation {self.augmentation}, head warm-up {self.head_warmup_epochs} "
+                f"epoch(s), {'cosine' if self.cosine else 'constant'} lr, average "
+                f"{self.average}")
+
+
+#: The DLI notebook's recipe, kept so a course user can reproduce the course.
+DLI = Recipe(name='dli', train_from='conv1', freeze_batchnorm=False, learning_rate=1e-3,
+             augmentation='dli')
+
+#: Named presets (``recipe`` parameter and goal field). See the README's learning benchmark
+#: for how they compare on people the model never saw.
+RECIPES: dict[str, Recipe] = {r.name: r for r in (
+    DLI,
+    Recipe(name='linear_probe', train_from='fc', freeze_batchnorm=True, learning_rate=1e-3,
+           weight_decay=1e-4, augmentation='camera'),
+    Recipe(name='layer4', train_from='layer4', freeze_batchnorm=True, learning_rate=1e-3,
+           backbone_lr_factor=0.1, weight_decay=1e-4, augmentation='camera'),
+    Recipe(name='generalise', train_from='layer3', freeze_batchnorm=True, learning_rate=1e-3,
+           backbone_lr_factor=0.1, weight_decay=1e-4, label_smoothing=0.1,
+           augmentation='camera', head_warmup_epochs=1, cosine=True, average='swa'),
+)}
+DEFAULT_RECIPE = 'generalise'
+
+
+def get_recipe(name: str) -> Recipe:
+    """The preset called ``name``.
+
+    Raises:
+        ValueError: unknown name (the message lists the presets).
+    """
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise ValueError(f'unknown recipe {name!r}; presets: {", ".join(RECIPES)}') from None
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Hyper-parameters of one training run.
+    """Settings of one training run.
 
     Attributes:
         epochs: passes over the training images, >= 1.
         batch_size: images per optimisation step, >= 1 (DLI: 8).
-        learning_rate: Adam learning rate, > 0 (DLI / Adam default: 1e-3).
+        learning_rate: overrides ``recipe.learning_rate`` when > 0; 0 = the recipe's.
         val_fraction: share of each class held out for validation, [0, 0.9].
         seed: seeds the split, the augmentation, the batch order and the new layers.
-        augment: apply ColorJitter(0.2, 0.2, 0.2, 0.2) to training images.
+        augment: False turns the recipe's augmentation off.
+        hflip: mirrored images may be used for training (a mirrored thumbs-up is still one;
+            "point left" is not): a property of the task.
         device: torch device string ('cpu', 'cuda', 'cuda:0').
+        recipe: how to fine-tune (see :class:`Recipe`).
     """
 
     epochs: int
     batch_size: int = 8
-    learning_rate: float = 1e-3
+    learning_rate: float = 0.0
     val_fraction: float = 0.2
     seed: int = 0
     augment: bool = True
+    hflip: bool = True
     device: str = 'cpu'
+    recipe: Recipe = field(default_factory=lambda: RECIPES[DEFAULT_RECIPE])
 
     def __post_init__(self):
         if self.epochs < 1:
             raise ValueError(f'epochs must be >= 1, got {self.epochs}')
         if self.batch_size < 1:
             raise ValueError(f'batch_size must be >= 1, got {self.batch_size}')
-        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
-            raise ValueError(f'learning_rate must be a positive number, got {self.learning_rate}')
+        if not (self.learning_rate >= 0 and math.isfinite(self.learning_rate)):
+            raise ValueError(f'learning_rate must be 0 (the recipe\'s) or a positive number, '
+                             f'got {self.learning_rate}')
         if not 0.0 <= self.val_fraction <= 0.9:
             raise ValueError(f'val_fraction must be in [0, 0.9], got {self.val_fraction}')
+
+    @property
+    def lr(self) -> float:
+        """The learning rate of ``fc`` in effect."""
+        return self.learning_rate or self.recipe.learning_rate
 
 
 @dataclass(frozen=True)
@@ -123,26 +256,94 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def _augmenter() -> T.Transform:
-    return T.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.2)
+def augmenter(recipe: Recipe, hflip: bool) -> T.Transform | None:
+    """The training augmentation of ``recipe`` for one uint8 ``(3, S, S)`` image (same size
+    out), or None for 'none'. Never used at evaluation or by the classifier."""
+    if recipe.augmentation == 'none':
+        return None
+    if recipe.augmentation == 'dli':
+        return T.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.2)
+    return T.Compose([
+        T.RandomResizedCrop(DEFAULT_SPEC.input_size, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3),
+                            antialias=True),
+        T.RandomHorizontalFlip(0.5 if hflip else 0.0),
+        T.RandomRotation(10),
+        T.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.05),
+        T.RandomGrayscale(0.1),
+        T.RandomApply([T.GaussianBlur(5, sigma=(0.1, 1.5))], p=0.2),
+    ])
+
+
+def _is_batchnorm(module: nn.Module) -> bool:
+    return isinstance(module, nn.modules.batchnorm._BatchNorm)
+
+
+def set_train_mode(model: nn.Module, recipe: Recipe) -> None:
+    """``model.train()``, except that BatchNorm layers stay in eval mode (frozen running
+    statistics) when ``recipe.freeze_batchnorm``."""
+    model.train()
+    if recipe.freeze_batchnorm:
+        for module in model.modules():
+            if _is_batchnorm(module):
+                module.eval()
+
+
+def _stage_of(name: str) -> str:
+    """'layer3.1.conv2.weight' -> 'layer3'; 'bn1.weight' -> 'conv1' (the stem)."""
+    head = name.split('.', 1)[0]
+    return head if head in STAGES else 'conv1'
+
+
+def trainable_parameters(model: nn.Module, recipe: Recipe,
+                         head_only: bool = False) -> list[nn.Parameter]:
+    """Set ``requires_grad`` on every parameter as ``recipe`` says (stages from
+    ``recipe.train_from`` on, BatchNorm scale/shift only when BatchNorm is not frozen; only
+    ``fc`` when ``head_only``) and return the trained ones."""
+    first = STAGES.index('fc' if head_only else recipe.train_from)
+    bn_params = {id(p) for m in model.modules() if _is_batchnorm(m) for p in m.parameters()}
+    trained = []
+    for name, param in model.named_parameters():
+        train = STAGES.index(_stage_of(name)) >= first and not (
+            recipe.freeze_batchnorm and id(param) in bn_params)
+        param.requires_grad_(train)
+        if train:
+            trained.append(param)
+    return trained
+
+
+def make_optimizer(model: nn.Module, recipe: Recipe, lr: float) -> torch.optim.Optimizer:
+    """AdamW (Adam when weight decay is 0) over the stages ``recipe`` trains: ``fc`` at ``lr``,
+    the backbone at ``lr * backbone_lr_factor``. Every parameter of those stages is in the
+    optimizer, so a head warm-up can freeze and later unfreeze them."""
+    trainable_parameters(model, recipe)
+    head = [p for n, p in model.named_parameters() if n.startswith('fc.') and p.requires_grad]
+    body = [p for n, p in model.named_parameters()
+            if not n.startswith('fc.') and p.requires_grad]
+    groups = [{'params': head, 'lr': lr}]
+    if body:
+        groups.append({'params': body, 'lr': lr * recipe.backbone_lr_factor})
+    return torch.optim.AdamW(groups, weight_decay=recipe.weight_decay)
 
 
 def train_one_epoch(model: nn.Module, images: torch.Tensor, targets: torch.Tensor,
                     optimizer: torch.optim.Optimizer, spec: PreprocessSpec, cfg: TrainConfig,
                     generator: torch.Generator, report: Callable[[int, int, float, float], None],
-                    should_stop: Callable[[], bool]) -> tuple[float, float, bool]:
-    """One pass over ``images`` (uint8 ``(N, 3, S, S)``) in a random order.
+                    should_stop: Callable[[], bool],
+                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+                    augment: T.Transform | None = None) -> tuple[float, float, bool]:
+    """One pass over ``images`` (uint8 ``(N, 3, S, S)``) in a random order, in the training
+    mode of ``cfg.recipe`` (see :func:`set_train_mode`).
 
-    ``report(batch, batches, mean_loss, accuracy)`` is called after every batch;
+    ``augment`` (see :func:`augmenter`) is applied to each image; ``scheduler`` steps after
+    every batch. ``report(batch, batches, mean_loss, accuracy)`` is called after every batch;
     ``should_stop()`` before every batch - when it returns True the epoch ends at once.
 
     Returns:
         (mean loss, accuracy, stopped) over the batches done.
     """
-    model.train()
+    set_train_mode(model, cfg.recipe)
     device = next(model.parameters()).device
-    criterion = nn.CrossEntropyLoss()
-    augment = _augmenter() if cfg.augment else None
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.recipe.label_smoothing)
     order = torch.randperm(len(targets), generator=generator)
     batches = math.ceil(len(order) / cfg.batch_size)
     loss_sum, correct, seen = 0.0, 0, 0
@@ -160,6 +361,8 @@ def train_one_epoch(model: nn.Module, images: torch.Tensor, targets: torch.Tenso
         loss = criterion(logits, y)
         loss.backward()
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         loss_sum += float(loss.detach())
         correct += int((logits.argmax(1) == y).sum())
         seen += len(idx)
@@ -167,53 +370,94 @@ def train_one_epoch(model: nn.Module, images: torch.Tensor, targets: torch.Tenso
     return loss_sum / max(batches, 1), correct / max(seen, 1), False
 
 
+def predict_batches(model: nn.Module, images: torch.Tensor, spec: PreprocessSpec,
+                    batch_size: int = 32) -> torch.Tensor:
+    """Softmax probabilities, float32 ``(N, classes)`` on the CPU, of ``model`` in eval mode
+    on uint8 ``images`` ``(N, 3, S, S)`` (no augmentation: what the classifier computes)."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            x = normalize(images[start:start + batch_size].to(device), spec)
+            out.append(model(x).softmax(1).cpu())
+    return torch.cat(out) if out else torch.empty(0, 0)
+
+
 def evaluate(model: nn.Module, images: torch.Tensor, targets: torch.Tensor,
              spec: PreprocessSpec, batch_size: int = 32) -> float:
     """Top-1 accuracy in [0, 1] of ``model`` on uint8 ``images``; -1.0 for an empty set."""
     if len(targets) == 0:
         return -1.0
-    model.eval()
-    device = next(model.parameters()).device
-    correct = 0
-    with torch.inference_mode():
-        for start in range(0, len(targets), batch_size):
-            x = normalize(images[start:start + batch_size].to(device), spec)
-            pred = model(x).argmax(1).cpu()
-            correct += int((pred == targets[start:start + batch_size]).sum())
-    return correct / len(targets)
+    pred = predict_batches(model, images, spec, batch_size).argmax(1)
+    return int((pred == targets).sum()) / len(targets)
+
+
+def _schedule(optimizer, steps: int, cosine: bool):
+    if not cosine or steps <= 0:
+        return None
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps)))
 
 
 def fit(model: nn.Module, train_images: torch.Tensor, train_targets: torch.Tensor,
         val_images: torch.Tensor, val_targets: torch.Tensor, spec: PreprocessSpec,
         cfg: TrainConfig, on_progress: Callable[[Progress], None] | None = None,
         should_stop: Callable[[], bool] | None = None) -> FitResult:
-    """Train ``model`` (already on its device) for ``cfg.epochs`` epochs with Adam.
+    """Train ``model`` (already on its device) for ``cfg.epochs`` epochs with ``cfg.recipe``.
+
+    The first ``recipe.head_warmup_epochs`` epochs train ``fc`` only; then the stages from
+    ``recipe.train_from`` on train, with a cosine schedule when the recipe says so. With
+    ``average='swa'``, ``model`` ends holding the mean of the weights after each fine-tuning
+    epoch of the second half (``torch.optim.swa_utils.AveragedModel``), and the returned
+    validation accuracy is that of the averaged weights.
 
     Cancellation: ``should_stop`` is checked before every batch, so a stop takes effect within
-    one batch; the returned FitResult then has ``cancelled=True``.
+    one batch; the returned FitResult then has ``cancelled=True`` and ``model`` is left as it
+    was at the stop (not averaged).
     """
     on_progress = on_progress or (lambda p: None)
     should_stop = should_stop or (lambda: False)
+    recipe = cfg.recipe
     generator = torch.Generator().manual_seed(cfg.seed)
-    # ColorJitter draws from torch's global generator: seed it here (not at import) so a run
-    # is repeatable for a given seed.
+    # The augmentation draws from torch's global generator: seed it here (not at import) so a
+    # run is repeatable for a given seed.
     torch.manual_seed(cfg.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
+    augment = augmenter(recipe, cfg.hflip) if cfg.augment else None
+    optimizer = make_optimizer(model, recipe, cfg.lr)
     batches = math.ceil(len(train_targets) / cfg.batch_size)
+    warmup = min(recipe.head_warmup_epochs, cfg.epochs - 1)
+    scheduler = _schedule(optimizer, (cfg.epochs - warmup) * batches, recipe.cosine)
+    # SWA over the fine-tuning epochs of the second half (at least the last one).
+    first_averaged = max(warmup + 1, cfg.epochs // 2 + 1)
+    averaged = None
     total = cfg.epochs * batches
     val_acc, train_acc = -1.0, 0.0
     for epoch in range(1, cfg.epochs + 1):
+        trainable_parameters(model, recipe, head_only=epoch <= warmup)
+
         def report(batch, n, loss, acc, epoch=epoch, val_acc=val_acc):
             done = (epoch - 1) * batches + batch
             on_progress(Progress(epoch, cfg.epochs, batch, n, done / total, loss, acc, val_acc))
 
-        _, train_acc, stopped = train_one_epoch(model, train_images, train_targets, optimizer,
-                                                spec, cfg, generator, report, should_stop)
+        _, train_acc, stopped = train_one_epoch(
+            model, train_images, train_targets, optimizer, spec, cfg, generator, report,
+            should_stop, scheduler if epoch > warmup else None, augment)
         if stopped:
             return FitResult(epoch - 1, train_acc, val_acc, cancelled=True)
+        if recipe.average == 'swa' and epoch >= first_averaged:
+            if averaged is None:
+                averaged = torch.optim.swa_utils.AveragedModel(model)
+            else:
+                averaged.update_parameters(model)
         val_acc = evaluate(model, val_images, val_targets, spec)
         LOG.info('epoch %d/%d: train accuracy %.3f, val accuracy %.3f', epoch, cfg.epochs,
                  train_acc, val_acc)
+    if averaged is not None:
+        model.load_state_dict(averaged.module.state_dict())
+        val_acc = evaluate(model, val_images, val_targets, spec)
+    for param in model.parameters():
+        param.requires_grad_(True)
     return FitResult(cfg.epochs, train_acc, val_acc, cancelled=False)
 
 
@@ -238,7 +482,7 @@ def train_task(task: Task, cfg: TrainConfig, initial_weights: str = 'imagenet',
     torch.manual_seed(cfg.seed)  # the new fc layer's initialisation
     model = create_model(len(task.classes))
     weights = load_initial_weights(model, initial_weights)
-    LOG.info('%s', weights.message)
+    LOG.info('%s; %s', weights.message, cfg.recipe.describe())
     model.to(torch.device(cfg.device))
     result = fit(model, data.images[train_idx], data.targets[train_idx],
                  data.images[val_idx], data.targets[val_idx], spec, cfg,
@@ -247,7 +491,8 @@ def train_task(task: Task, cfg: TrainConfig, initial_weights: str = 'imagenet',
     if not result.cancelled:
         mf = ModelFile(model=model, class_names=task.classes, spec=spec, task=task.name,
                        model_id=new_model_id(task.name), initial_weights=weights.source,
-                       pretrained=weights.pretrained, epochs=result.epochs_completed,
+                       pretrained=weights.pretrained, recipe=cfg.recipe.name,
+                       epochs=result.epochs_completed,
                        train_accuracy=result.train_accuracy, val_accuracy=result.val_accuracy)
         save_model(mf, task.model_path)
         model.eval()

@@ -17,7 +17,7 @@ from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityP
 from ..tasks import PRESETS, Task
 
 __all__ = ['declare', 'declare_task', 'IMAGE_SUB_QOS', 'IMAGE_PUB_QOS', 'MODEL_QOS',
-           'PREDICTION_QOS', 'NO_FRAME_YET', 'run_node', 'Throttle', 'RosLogHandler']
+           'LATCHED_QOS', 'PREDICTION_QOS', 'NO_FRAME_YET', 'run_node', 'Throttle', 'RosLogHandler']
 
 #: Start of the collector's answer while it has not received any camera frame yet (the client
 #: retries on it just after start-up).
@@ -42,6 +42,9 @@ PREDICTION_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
 MODEL_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                        reliability=ReliabilityPolicy.RELIABLE,
                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
+#: State topics (``dataset``, ``models``): latched like ``model``, so a subscriber that starts
+#: later gets the current state at once.
+LATCHED_QOS = MODEL_QOS
 
 
 def declare(node: Node, name: str, default, description: str, *, read_only: bool = False,

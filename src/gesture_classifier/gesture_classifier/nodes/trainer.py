@@ -11,9 +11,10 @@ One goal at a time: a goal arriving while one runs is rejected, as is a goal who
 out of range; the reason is logged.
 
 Parameters (read-only): task, classes, data_dir, dataset_dir, model_path (see
-common.declare_task), device, initial_weights ('imagenet', 'none' or a path), batch_size,
-learning_rate, val_fraction, seed, augment, max_epochs, max_batch_size, backend (the
-classifier's backend, to export for).
+common.declare_task), device, initial_weights ('imagenet', 'none' or a path), recipe (a preset
+of training.RECIPES) and ``recipe.<setting>`` for each Recipe field (defaults: the preset's),
+hflip, batch_size, learning_rate, val_fraction, seed, augment, max_epochs, max_batch_size,
+backend (the classifier's backend, to export for).
 """
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ from rclpy.node import Node
 from ..backends import BACKENDS, BackendError, export, require_usable
 from ..dataset import DatasetError
 from ..model import ModelFileError
-from ..training import Progress, TrainConfig, resolve_device, train_task
+from ..training import (AUGMENTATIONS, AVERAGING, DEFAULT_RECIPE, RECIPES, STAGES, Progress,
+                        Recipe, TrainConfig, get_recipe, resolve_device, train_task)
 from .common import MODEL_QOS, declare, declare_task, run_node
 
 
@@ -49,16 +51,22 @@ class TrainerNode(Node):
                                   int_range=(1, 10000), read_only=True)
         self.max_batch_size = declare(self, 'max_batch_size', 64, 'Largest batch_size a goal '
                                       'may ask for', int_range=(1, 4096), read_only=True)
+        self.recipe = self._declare_recipe()
+        self.hflip = declare(self, 'hflip', True, 'Mirrored images may be used for training: '
+                             'true for tasks whose classes do not depend on left/right '
+                             '(thumbs, fingers, emotions); false for e.g. "point left"',
+                             read_only=True)
         self.batch_size = declare(self, 'batch_size', 8, 'Batch size when the goal gives 0',
                                   int_range=(1, 4096), read_only=True)
-        self.learning_rate = declare(self, 'learning_rate', 1e-3, 'Adam learning rate when the '
-                                     'goal gives 0', float_range=(1e-7, 1.0), read_only=True)
+        self.learning_rate = declare(self, 'learning_rate', 0.0, 'Learning rate of the new '
+                                     "last layer when the goal gives 0; 0 = the recipe's",
+                                     float_range=(0.0, 1.0), read_only=True)
         self.val_fraction = declare(self, 'val_fraction', 0.2, 'Share of each class held out '
                                     'for validation', float_range=(0.0, 0.9), read_only=True)
         self.seed = declare(self, 'seed', 0, 'Seed of split, augmentation and initialisation',
                             int_range=(0, 2**31 - 1), read_only=True)
-        self.augment = declare(self, 'augment', True, 'ColorJitter augmentation (DLI recipe)',
-                               read_only=True)
+        self.augment = declare(self, 'augment', True, "Apply the recipe's augmentation "
+                               '(false: none)', read_only=True)
         self.backend = declare(
             self, 'backend', 'pytorch', "The classifier's backend: after training, the files "
             'it needs are exported beside the model (nothing for pytorch)', read_only=True,
@@ -73,9 +81,55 @@ class TrainerNode(Node):
         self.get_logger().info(f'task {self.task.name!r}: dataset {self.task.dataset_dir}, '
                                f'model {self.task.model_path}, device {self.device}')
 
+    def _declare_recipe(self) -> Recipe:
+        """``recipe`` (a preset) and one ``recipe.<field>`` parameter per Recipe setting whose
+        default is the preset's value, so a parameter file can change any one of them."""
+        name = declare(self, 'recipe', DEFAULT_RECIPE, 'Training recipe preset; '
+                       '`recipe.*` parameters change single settings of it', read_only=True,
+                       constraints=f'one of {", ".join(RECIPES)}')
+        preset = get_recipe(name)
+        p = 'recipe.'
+        values = dict(
+            train_from=declare(self, p + 'train_from', preset.train_from, 'First trained '
+                               'ResNet-18 stage; earlier ones keep their initial weights',
+                               read_only=True, constraints=f'one of {", ".join(STAGES)}'),
+            freeze_batchnorm=declare(self, p + 'freeze_batchnorm', preset.freeze_batchnorm,
+                                     'BatchNorm statistics and scale/shift stay as loaded',
+                                     read_only=True),
+            learning_rate=declare(self, p + 'learning_rate', preset.learning_rate,
+                                  'AdamW learning rate of the last layer',
+                                  float_range=(1e-7, 1.0), read_only=True),
+            backbone_lr_factor=declare(self, p + 'backbone_lr_factor',
+                                       preset.backbone_lr_factor, 'Backbone learning rate = '
+                                       'learning_rate x this', float_range=(1e-4, 1.0),
+                                       read_only=True),
+            weight_decay=declare(self, p + 'weight_decay', preset.weight_decay, 'AdamW '
+                                 'decoupled weight decay', float_range=(0.0, 1.0),
+                                 read_only=True),
+            label_smoothing=declare(self, p + 'label_smoothing', preset.label_smoothing,
+                                    'Cross-entropy label smoothing', float_range=(0.0, 0.49),
+                                    read_only=True),
+            augmentation=declare(self, p + 'augmentation', preset.augmentation, 'Training '
+                                 "augmentation: 'none', 'dli' (ColorJitter only) or 'camera' "
+                                 '(crop/zoom, rotation, colour, grayscale, blur)',
+                                 read_only=True, constraints=f'one of {", ".join(AUGMENTATIONS)}'),
+            head_warmup_epochs=declare(self, p + 'head_warmup_epochs',
+                                       preset.head_warmup_epochs, 'Epochs at the start that '
+                                       'train only the last layer', int_range=(0, 100),
+                                       read_only=True),
+            cosine=declare(self, p + 'cosine', preset.cosine, 'Cosine learning-rate decay to 0',
+                           read_only=True),
+            average=declare(self, p + 'average', preset.average, "Weight averaging: 'none' or "
+                            "'swa' (mean of the second half's epochs)", read_only=True,
+                            constraints=f'one of {", ".join(AVERAGING)}'))
+        changed = {k: v for k, v in values.items() if getattr(preset, k) != v}
+        return preset.replace(**changed)  # raises ValueError: the node does not start
+
     # -- goal handling ---------------------------------------------------------------------
     def goal_error(self, goal: Train.Goal) -> str:
         """Why ``goal`` is out of range, or '' when it is acceptable."""
+        if goal.recipe and goal.recipe not in RECIPES:
+            return f'unknown recipe {goal.recipe!r}; presets: {", ".join(RECIPES)}'
         if not 1 <= goal.epochs <= self.max_epochs:
             return f'epochs must be in 1..{self.max_epochs}, got {goal.epochs}'
         if goal.batch_size > self.max_batch_size:
@@ -110,12 +164,15 @@ class TrainerNode(Node):
         goal = goal_handle.request
         result = Train.Result(model_path=str(self.task.model_path)
                               if self.task.model_path.exists() else '', val_accuracy=-1.0)
+        recipe = RECIPES[goal.recipe] if goal.recipe else self.recipe
         cfg = TrainConfig(epochs=goal.epochs, batch_size=goal.batch_size or self.batch_size,
                           learning_rate=goal.learning_rate or self.learning_rate,
                           val_fraction=self.val_fraction, seed=self.seed,
-                          augment=self.augment, device=str(self.device))
+                          augment=self.augment, hflip=self.hflip, device=str(self.device),
+                          recipe=recipe)
+        result.recipe = recipe.name
         self.get_logger().info(f'training {self.task.name!r} for {cfg.epochs} epochs '
-                               f'(batch {cfg.batch_size}, lr {cfg.learning_rate:g})')
+                               f'(batch {cfg.batch_size}, lr {cfg.lr:g}); {recipe.describe()}')
 
         def on_progress(p: Progress) -> None:
             goal_handle.publish_feedback(Train.Feedback(
@@ -145,6 +202,7 @@ class TrainerNode(Node):
         result.val_accuracy = float(fit.val_accuracy)
         result.train_images, result.val_images = out.train_images, out.val_images
         result.pretrained = out.pretrained
+        result.initial_weights = self.initial_weights
         skipped = f'; {out.skipped} unreadable image(s) skipped' if out.skipped else ''
         if fit.cancelled:
             result.error_code = Train.Result.CANCELED
@@ -158,8 +216,9 @@ class TrainerNode(Node):
         result.model_path, result.model_id = str(mf.path), mf.model_id
         result.message = (f'trained {fit.epochs_completed} epochs on {out.train_images} images: '
                           f'train accuracy {fit.train_accuracy:.3f}, validation accuracy '
-                          f'{fit.val_accuracy:.3f} on {out.val_images} images; '
-                          f'{out.weights_message}{skipped}{self._export(mf)}')
+                          f'{fit.val_accuracy:.3f} on {out.val_images} held-out images; '
+                          f'recipe {recipe.name!r}; {out.weights_message}{skipped}'
+                          f'{self._export(mf)}')
         self._announce(mf)
         goal_handle.succeed()
         self.get_logger().info(result.message)
@@ -187,7 +246,8 @@ class TrainerNode(Node):
     def _announce(self, mf) -> None:
         info = ModelInfo(task=self.task.name, model_id=mf.model_id, path=str(mf.path),
                          class_names=list(mf.class_names), architecture=mf.architecture,
-                         input_size=mf.spec.input_size,
+                         input_size=mf.spec.input_size, recipe=mf.recipe,
+                         pretrained=bool(mf.pretrained),
                          train_accuracy=float(mf.train_accuracy),
                          val_accuracy=float(mf.val_accuracy))
         info.header.stamp = self.get_clock().now().to_msg()
