@@ -7,6 +7,7 @@ the image's ``naturalWidth``, never for network idle.
 """
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import re
@@ -28,7 +29,11 @@ pytestmark = pytest.mark.timeout(600)
 CHROMIUM = '/usr/bin/chromium'
 FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
          '--disable-background-networking', '--disable-component-update', '--disable-sync']
-SEEDED = 10  # real photos per class in the dataset before the page collects
+SEEDED = 12  # real photos per class in the dataset before the page collects
+EPOCHS = 2
+#: ImageNet-like stand-in weights (../shared/models/README.md): a file a user would pass as
+#: initial_weights; with them 2 epochs tell thumbs up from down.
+STANDIN = THUMBS.parents[1] / 'models' / 'resnet18_imagenet_standin.pth'
 URL_LINE = re.compile(r'\[web\]: serving the page on .*?(?:port (\d+)|:(\d+)/)')
 
 
@@ -100,10 +105,12 @@ def web(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('web')
     data_dir = tmp / 'data'
     seed_dataset(data_dir, SEEDED)
+    # the pretrained path a user takes with a weights file: the ImageNet-like stand-in
+    weights = str(STANDIN) if STANDIN.is_file() else 'none'
     overrides = graph_overrides(
         data_dir, camera=dict(source=str(THUMBS / 'thumbs_up'), width=640, height=480,
                               rate=15.0, loop=True, reopen_delay=0.2),
-        trainer=dict(val_fraction=0.25))
+        trainer=dict(val_fraction=0.25, initial_weights=weights))
     overrides['web'] = dict(data_dir=str(data_dir), task='thumbs', classes=list(CLASSES),
                             port=0, camera_sources=[str(THUMBS / c) for c in CLASSES])
     log = tmp / 'nodes.log'
@@ -165,12 +172,17 @@ def test_add_button_collects_the_current_frame(web, page):
     assert row.locator('.count').text_content() == f'{before + 2} samples'
 
 
+def _count(page, label: str) -> int:
+    value = page.get_attribute(f'#classes .class[data-label="{label}"]', 'data-count')
+    return int(value) if value else -1
+
+
 def test_training_shows_progress_to_the_end_and_the_new_model(web, page):
     gc = web.client
     models = []
     sub = gc.node.create_subscription(ModelInfo, 'model', models.append, MODEL_QOS)
     try:
-        page.fill('#epochs', '2')
+        page.fill('#epochs', str(EPOCHS))
         page.click('#train')
         wait_js(page, "document.getElementById('train-status').dataset.state "
                                "=== 'running'", 20)
@@ -194,12 +206,13 @@ def test_training_shows_progress_to_the_end_and_the_new_model(web, page):
         'did not announce'
     assert page.evaluate("document.getElementById('progress').value") == 1
     assert len([v for v in seen if 0 < v < 1]) >= 2, f'no progress seen in between: {seen}'
-    assert 'epoch 2/2' in page.text_content('#train-status')
+    assert f'epoch {EPOCHS}/{EPOCHS}' in page.text_content('#train-status')
     wait_js(page, f"document.getElementById('model-id').textContent === "
                            f"'{model_id}'", 30)
     history = page.evaluate("fetch('/api/state').then(r => r.json())"
                             ".then(s => s.training.history)")
-    assert [h['epoch'] for h in history] == [1, 2] and all('loss' in h for h in history)
+    assert [h['epoch'] for h in history] == list(range(1, EPOCHS + 1))
+    assert all('loss' in h and 'accuracy' in h for h in history)
     web.alive()
 
 
@@ -230,7 +243,55 @@ def test_probability_bars_move_when_the_camera_switches_class(web, page):
         time.sleep(1.5)  # frames of the new source reach the classifier
         means[label] = _mean_bars(page, 3.0)
     shift = means['thumbs_up']['thumbs_up'] - means['thumbs_down']['thumbs_up']
-    assert abs(shift) > 0.02, f'bars did not move between the classes: {means}'
+    assert shift > 0.05, f'bars did not move between the classes: {means}'
+    web.alive()
+
+
+def test_hold_to_record_saves_several_distinct_frames(web, page):
+    dataset = web.dataset / 'thumbs_up'
+    wait_js(page, "document.querySelector('#classes .class[data-label=thumbs_up]')"
+                  ".dataset.count !== ''", 20)
+    before_files = set(dataset.glob('*.jpg'))
+    before = _count(page, 'thumbs_up')
+    hold = page.locator('#classes .class[data-label="thumbs_up"] button.hold')
+    hold.dispatch_event('pointerdown', {'pointerId': 1, 'isPrimary': True})
+    wait_js(page, "document.getElementById('dataset-status').textContent"
+                  ".includes('recording')", 10)
+    time.sleep(2.0)  # held for 2 s: about 10 frames at record_interval 0.2 s
+    hold.dispatch_event('pointerup', {'pointerId': 1, 'isPrimary': True})
+    page.wait_for_selector('#toast:text("frames recorded")', timeout=15000)
+    new = set(dataset.glob('*.jpg')) - before_files
+    assert len(new) >= 3, f'only {len(new)} frames recorded in 2 s'
+    digests = {hashlib.sha256(p.read_bytes()).hexdigest() for p in new}
+    assert len(digests) == len(new), 'a frame was saved twice'
+    wait_js(page, f"document.querySelector('#classes .class[data-label=thumbs_up]')"
+                  f".dataset.count === '{before + len(new)}'", 15)
+    # the newest samples are shown as real thumbnails
+    wait_js(page, "[...document.querySelectorAll("
+                  "'#classes .class[data-label=thumbs_up] .thumb img')]"
+                  ".filter(i => i.naturalWidth > 0).length >= 3", 15)
+    web.alive()
+
+
+def test_delete_undo_and_restore_change_the_counts(web, page):
+    label = 'thumbs_down'
+    row = f'#classes .class[data-label="{label}"]'
+    wait_js(page, f"document.querySelector('{row}').dataset.count !== ''", 20)
+    n = _count(page, label) + 1
+    page.locator(f'{row} button.add').click()
+    wait_js(page, f"document.querySelector('{row}').dataset.count === '{n}'", 15)
+    wait_js(page, f"document.querySelectorAll('{row} .thumb').length >= 1", 15)
+    files = set((web.dataset / label).glob('*.jpg'))
+    page.locator(f'{row} .thumb button.delete').first.click()
+    wait_js(page, f"document.querySelector('{row}').dataset.count === '{n - 1}'", 15)
+    assert len(set((web.dataset / label).glob('*.jpg'))) == len(files) - 1
+    time.sleep(0.2)
+    page.locator(f'{row} button.undo').click()
+    wait_js(page, f"document.querySelector('{row}').dataset.count === '{n - 2}'", 15)
+    assert len(set((web.dataset / label).glob('*.jpg'))) == len(files) - 2
+    page.click('#restore')  # the last batch: the undone sample
+    wait_js(page, f"document.querySelector('{row}').dataset.count === '{n - 1}'", 15)
+    assert len(set((web.dataset / label).glob('*.jpg'))) == len(files) - 1
     web.alive()
 
 
@@ -280,10 +341,16 @@ def test_hostile_requests_are_refused_and_nothing_reaches_ros(web):
         (post(port, '/api/collect', '{"label": "thumbs_up"'), 400, 'not JSON'),
         (post(port, '/api/collect', b'\xff\xfe'), 400, 'not JSON'),
         (post(port, '/api/collect', json.dumps({'label': 'a' * 10000})), 413, 'at most'),
-        (post(port, '/api/train', {'epochs': '10'}), 400, 'must be int'),
-        (post(port, '/api/train', {'epochs': True}), 400, 'must be int'),
-        (post(port, '/api/train', {'epochs': 0}), 400, '1..10000'),
-        (post(port, '/api/train', {'epochs': 10**12}), 400, '1..10000'),
+        (post(port, '/api/train', {'epochs': '10', 'start': 'auto'}), 400, 'must be int'),
+        (post(port, '/api/train', {'epochs': True, 'start': 'auto'}), 400, 'must be int'),
+        (post(port, '/api/train', {'epochs': 0, 'start': 'auto'}), 400, '1..10000'),
+        (post(port, '/api/train', {'epochs': 10**12, 'start': 'auto'}), 400, '1..10000'),
+        (post(port, '/api/train', {'epochs': 1, 'start': 'x'}), 400, 'start must be'),
+        (post(port, '/api/train', {'epochs': 1}), 400, 'exactly'),
+        (post(port, '/api/delete', {'id': '../../etc/passwd'}), 400, 'no such sample'),
+        (post(port, '/api/undo', {'label': '..'}), 400, 'not one of the classes'),
+        (post(port, '/api/record/start', {'label': 'x/y'}), 400, 'not one of the classes'),
+        (request(port, 'GET', '/thumb/0123456789abcdef'), 404, 'no such sample'),
         (post(port, '/api/camera', {'source': 'videotestsrc ! filesink location=/tmp/x'}), 400,
          'camera_sources'),
         (request(port, 'POST', '/api/collect', 'label=thumbs_up',
@@ -324,7 +391,7 @@ def test_token_is_required_when_set_and_the_page_works_with_it(browser, tmp_path
         assert request(port, 'GET', '/api/state')[0] == 401
         assert request(port, 'GET', '/')[0] == 401
         assert request(port, 'GET', '/api/state?token=wrong')[0] == 403
-        assert post(port, '/api/train', {'epochs': 1})[0] == 401
+        assert post(port, '/api/train', {'epochs': 1, 'start': 'auto'})[0] == 401
         assert request(port, 'GET', '/api/state',
                        headers={'Authorization': f'token {token}'})[0] == 200
         context = browser.new_context()

@@ -14,11 +14,20 @@ Routes (all behind :class:`Guard`)::
     GET  /ws               WebSocket: the state as JSON, pushed on change at <= state_rate Hz
     GET  /api/state        the same state once
     POST /api/collect      {"label": str}   -> collect (label: one of the task's classes)
-    POST /api/train        {"epochs": int}  -> a train goal (epochs 1..10000; the trainer's
-                                               max_epochs may refuse more)
+    POST /api/train        {"epochs": int, "start": "auto"|"continue"|"fresh"}
+                                            -> a train goal (epochs 1..10000; the trainer's
+                                               max_epochs may refuse more): train more from the
+                                               current model, or start over
     POST /api/train/cancel {}               -> cancel the goal this page (node) sent
     POST /api/camera       {"source": str}  -> the camera's ``source`` parameter; only one of
                                                the web node's ``camera_sources``
+    POST /api/record/start {"label": str}   -> hold to record: the collector saves new frames
+    POST /api/record/stop  {}                  until stop (or its own limits)
+    POST /api/delete       {"id": str}      -> delete_samples of one sample shown on the page
+    POST /api/undo         {"label": str}   -> undo_collect of the newest sample of a class
+    POST /api/restore      {}               -> restore_samples of the last delete / undo
+    GET  /thumb/{id}       a small JPEG of a sample shown on the page (ids are opaque; only
+                           samples the collector reported can be shown)
 
 Every POST takes a JSON object of at most :data:`MAX_BODY` bytes with exactly the listed
 fields; anything else is answered 4xx ``{"error": reason}`` before the backend sees it.
@@ -56,6 +65,8 @@ MAX_WS_MESSAGE = 1024
 #: The page's files (name -> content type); nothing else is ever read from disk.
 ASSETS = {'index.html': 'text/html', 'app.js': 'text/javascript', 'style.css': 'text/css'}
 COOKIE = 'gc_token'
+#: The page's names of Train.Goal.start (train more from the current model, or start over).
+TRAIN_STARTS = ('auto', 'continue', 'fresh')
 #: Sent with every answer: no inline script, nothing from elsewhere, no framing, no sniffing.
 SECURITY_HEADERS = {
     'Content-Security-Policy': "default-src 'none'; script-src 'self'; style-src 'self'; "
@@ -111,9 +122,15 @@ class Backend(Protocol):
 
     def snapshot(self) -> dict[str, Any]: ...
     async def collect(self, label: str) -> dict[str, Any]: ...
-    async def train(self, epochs: int) -> dict[str, Any]: ...
+    async def train(self, epochs: int, start: str) -> dict[str, Any]: ...
     async def cancel_training(self) -> dict[str, Any]: ...
     async def set_camera_source(self, source: str) -> dict[str, Any]: ...
+    async def record(self, label: str | None) -> dict[str, Any]: ...
+    async def delete_sample(self, path: str) -> dict[str, Any]: ...
+    async def undo(self, label: str) -> dict[str, Any]: ...
+    async def restore(self) -> dict[str, Any]: ...
+    def sample_path(self, sample_id: str) -> Path | None: ...
+    def dataset_dir(self) -> Path: ...
 
 
 # -- access control --------------------------------------------------------------------------
@@ -287,6 +304,27 @@ def encode_jpeg(msg, max_width: int, quality: int) -> bytes:
     if not ok:
         raise ImageFormatError('OpenCV could not encode the frame as JPEG')
     return jpeg.tobytes()
+
+
+def thumbnail(path: Path, dataset_dir: Path, width: int = 96) -> bytes:
+    """A small JPEG of the sample image at ``path``, which must be a regular file (not a
+    symbolic link) inside ``dataset_dir``.
+
+    Raises:
+        FileNotFoundError: the file is gone (deleted meanwhile), outside the dataset or a link.
+        ImageFormatError: it is not a readable image.
+    """
+    path, root = Path(path), Path(dataset_dir).resolve()
+    if path.is_symlink() or not path.resolve().is_relative_to(root) or not path.is_file():
+        raise FileNotFoundError(f'{path.name}: not a sample file of the dataset')
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ImageFormatError(f'{path.name} is not a readable image')
+    h, w = image.shape[:2]
+    if w > width:
+        image = cv2.resize(image, (width, max(1, round(h * width / w))),
+                           interpolation=cv2.INTER_AREA)
+    return cv2.imencode('.jpg', image, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
 
 
 class Signal:
@@ -490,15 +528,47 @@ def make_app(config: WebConfig, backend: Backend, frames: FrameHub, state: Signa
         return handler
 
     async def collect(label: str):
+        return await backend.collect(known_label(label))
+
+    def known_label(label: str) -> str:
         if label not in backend.classes:
             raise RequestError(f'label {label[:64]!r} is not one of the classes '
                                f'{list(backend.classes)}')
-        return await backend.collect(label)
+        return label
 
-    async def train(epochs: int):
+    async def train(epochs: int, start: str):
         if not 1 <= epochs <= 10000:
             raise RequestError('epochs must be in 1..10000')
-        return await backend.train(epochs)
+        if start not in TRAIN_STARTS:
+            raise RequestError(f'start must be one of {list(TRAIN_STARTS)}')
+        return await backend.train(epochs, start)
+
+    async def record_start(label: str):
+        return await backend.record(known_label(label))
+
+    async def record_stop():
+        return await backend.record(None)
+
+    async def delete(id: str):  # the field is called id
+        path = backend.sample_path(id)
+        if path is None:
+            raise RequestError('no such sample on the page (reload it)')
+        return await backend.delete_sample(str(path))
+
+    async def undo(label: str):
+        return await backend.undo(known_label(label))
+
+    async def thumb(request: web.Request) -> web.Response:
+        path = backend.sample_path(request.match_info['id'])
+        if path is None:
+            raise _error(web.HTTPNotFound, 'no such sample')
+        try:
+            jpeg = await asyncio.get_running_loop().run_in_executor(
+                None, thumbnail, path, backend.dataset_dir())
+        except (OSError, ImageFormatError) as exc:
+            raise _error(web.HTTPNotFound, str(exc)) from None
+        return web.Response(body=jpeg, content_type='image/jpeg',
+                            headers={'Cache-Control': 'private, max-age=3600'})
 
     async def camera(source: str):
         if source not in config.camera_sources:
@@ -512,7 +582,13 @@ def make_app(config: WebConfig, backend: Backend, frames: FrameHub, state: Signa
     app.router.add_get('/ws', websocket)
     app.router.add_get('/api/state', state_once)
     app.router.add_post('/api/collect', api({'label': str}, collect))
-    app.router.add_post('/api/train', api({'epochs': int}, train))
+    app.router.add_post('/api/train', api({'epochs': int, 'start': str}, train))
     app.router.add_post('/api/train/cancel', api({}, backend.cancel_training))
     app.router.add_post('/api/camera', api({'source': str}, camera))
+    app.router.add_post('/api/record/start', api({'label': str}, record_start))
+    app.router.add_post('/api/record/stop', api({}, record_stop))
+    app.router.add_post('/api/delete', api({'id': str}, delete))
+    app.router.add_post('/api/undo', api({'label': str}, undo))
+    app.router.add_post('/api/restore', api({}, backend.restore))
+    app.router.add_get('/thumb/{id}', thumb)
     return app

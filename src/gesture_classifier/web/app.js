@@ -56,6 +56,31 @@ function startVideo() {
   img.src = '/stream';
 }
 
+// -- hold to record: pointer events, so mouse, pen and touch behave the same ----------------
+function bindHold(button, label) {
+  let active = false;
+  const stop = async () => {
+    if (!active) return;
+    active = false;
+    button.classList.remove('recording');
+    const r = await post('/api/record/stop', {});
+    if (r) toast(`${label}: ${r.saved} frames recorded (${r.message})`);
+  };
+  button.addEventListener('pointerdown', async (ev) => {
+    ev.preventDefault();
+    if (active) return;
+    button.setPointerCapture(ev.pointerId);
+    active = true;
+    button.classList.add('recording');
+    const r = await post('/api/record/start', { label });
+    if (!r) { active = false; button.classList.remove('recording'); }
+  });
+  for (const type of ['pointerup', 'pointercancel', 'lostpointercapture']) {
+    button.addEventListener(type, stop);
+  }
+  button.addEventListener('contextmenu', (ev) => ev.preventDefault());
+}
+
 // -- rendering ------------------------------------------------------------------------------
 function buildClasses(classes) {
   const box = $('classes');
@@ -73,7 +98,18 @@ function buildClasses(classes) {
       add.disabled = false;
       if (r) toast(`added to ${name}: ${r.count} samples`);
     });
-    row.append(add);
+    const hold = el('button', 'hold secondary', 'Hold');
+    hold.type = 'button';
+    hold.setAttribute('aria-label', `record ${name} while pressed`);
+    bindHold(hold, name);
+    const undo = el('button', 'undo secondary', 'Undo');
+    undo.type = 'button';
+    undo.setAttribute('aria-label', `remove the newest ${name} sample`);
+    undo.addEventListener('click', async () => {
+      const r = await post('/api/undo', { label: name });
+      if (r) toast(`${name}: newest sample moved to the trash`);
+    });
+    row.append(add, hold, undo, el('div', 'thumbs'));
     box.append(row);
   }
   const bars = $('bars');
@@ -138,12 +174,46 @@ function renderCamera(c) {
   }
 }
 
-function renderCounts(s) {
+const thumbsShown = {};
+
+function renderSamples(s) {
   for (const row of $('classes').children) {
-    const n = s.counts[row.dataset.label];
+    const label = row.dataset.label;
+    const n = s.counts[label];
     row.querySelector('.count').textContent = n === null || n === undefined ? 'count -' : `${n} samples`;
     row.dataset.count = n === null || n === undefined ? '' : String(n);
+    const ids = (s.samples && s.samples[label]) || [];
+    const key = ids.join(',');
+    if (thumbsShown[label] === key) continue;
+    thumbsShown[label] = key;
+    row.querySelector('.thumbs').replaceChildren(...ids.map((id) => {
+      const fig = el('figure', 'thumb');
+      fig.dataset.id = id;
+      const img = el('img');
+      img.src = `/thumb/${encodeURIComponent(id)}`;
+      img.alt = `${label} sample`;
+      img.width = 64; img.height = 48;
+      const del = el('button', 'delete', '×');
+      del.type = 'button';
+      del.setAttribute('aria-label', `delete this ${label} sample`);
+      del.addEventListener('click', async () => {
+        del.disabled = true;
+        const r = await post('/api/delete', { id });
+        if (r) toast('sample moved to the trash'); else del.disabled = false;
+      });
+      fig.append(img, del);
+      return fig;
+    }));
   }
+  const d = s.dataset;
+  const restore = $('restore');
+  restore.disabled = !d || !d.trash_count;
+  restore.textContent = d && d.trash_count ? `Restore deleted (${d.trash_count} in trash)` : 'Restore deleted';
+  const mb = (b) => `${(b / 1e6).toFixed(1)} MB`;
+  $('dataset-status').textContent = d
+    ? `${d.total} samples, ${mb(d.size_bytes)}; ${mb(d.free_bytes)} free`
+      + (d.recording ? `; recording ${d.recording_label}: ${d.recording_saved}` : '')
+    : 'dataset state not received yet';
 }
 
 function renderTraining(t) {
@@ -221,7 +291,7 @@ function render(s) {
   if (key !== classesKey) { classesKey = key; buildClasses(s.classes); }
   renderPrediction(s);
   renderCamera(s.camera);
-  renderCounts(s);
+  renderSamples(s);
   renderTraining(s.training);
   renderNotices(s.notices);
 }
@@ -247,7 +317,12 @@ document.addEventListener('DOMContentLoaded', () => {
     ev.preventDefault();
     const epochs = Number($('epochs').value);
     if (!Number.isInteger(epochs) || epochs < 1) { toast('epochs must be a whole number >= 1', true); return; }
-    if (await post('/api/train', { epochs })) toast(`training ${epochs} epochs`);
+    const start = $('start').value;
+    if (await post('/api/train', { epochs, start })) toast(`training ${epochs} epochs`);
+  });
+  $('restore').addEventListener('click', async () => {
+    const r = await post('/api/restore', {});
+    if (r) toast(`${r.restored} samples restored`);
   });
   $('cancel').addEventListener('click', async () => {
     if (await post('/api/train/cancel', {})) toast('cancelling: the previous model stays');

@@ -11,10 +11,15 @@ callback ever blocks, and the web loop never waits on the executor.
 Uses (names relative, so a namespace or remap moves them):
     subscribes ``image_raw`` (sensor data QoS, depth 1: only a reference to the newest frame
         is kept; JPEG encoding happens only while a page shows the video), ``predictions``,
-        ``model`` (latched), ``/parameter_events`` (the camera's ``source``) and ``/rosout``
-        (warnings and errors of the four nodes, shown as notices);
-    calls ``collect``, ``camera/set_parameters``, ``camera/get_parameters`` and the ``train``
-        action (goals sent by the page can be cancelled from it).
+        ``model`` and ``dataset`` (latched), ``/parameter_events`` (the camera's ``source``)
+        and ``/rosout`` (warnings and errors of the four nodes, shown as notices);
+    calls ``collect``, ``record``, ``delete_samples``, ``undo_collect``, ``restore_samples``,
+        ``camera/set_parameters``, ``camera/get_parameters`` and the ``train`` action (goals
+        sent by the page can be cancelled from it).
+
+The one file access: to show thumbnails it reads (never writes) sample images whose paths
+the collector reported (``collect`` / ``record`` answers, the ``dataset`` topic), only
+regular files inside the dataset folder that the ``dataset`` topic names.
 
 Parameters (read-only; see config/gesture_classifier.yaml and docs/security.md):
     task, classes, data_dir (the task: classes are offered to collect)
@@ -30,11 +35,13 @@ Parameters (read-only; see config/gesture_classifier.yaml and docs/security.md):
     camera_sources (string[]) sources the page may switch the camera to (exactly these)
     stale_after (double) s without a camera frame before the page says the input is stale
     call_timeout (double) s to wait for a service answer or a goal acceptance
+    record_interval (double) s between frames saved while "hold to record" is pressed
 """
 from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 import socket
 import threading
 import time
@@ -43,8 +50,8 @@ from pathlib import Path
 from action_msgs.msg import GoalStatus
 from aiohttp import web
 from gesture_interfaces.action import Train
-from gesture_interfaces.msg import ModelInfo, Prediction
-from gesture_interfaces.srv import Collect
+from gesture_interfaces.msg import DatasetState, ModelInfo, Prediction
+from gesture_interfaces.srv import Collect, DeleteSamples, Record, RestoreSamples, UndoCollect
 from rcl_interfaces.msg import Log, ParameterEvent
 from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.action import ActionClient
@@ -55,12 +62,23 @@ from sensor_msgs.msg import Image
 from ..client import set_parameters_request
 from ..webapp import (BackendError, FrameHub, Signal, WebConfig, effective_token, make_app,
                       read_assets)
-from .common import IMAGE_SUB_QOS, MODEL_QOS, PREDICTION_QOS, declare, declare_task, run_node
+from .common import (IMAGE_SUB_QOS, LATCHED_QOS, MODEL_QOS, PREDICTION_QOS, declare,
+                     declare_task, run_node)
 
 #: Nodes whose warnings and errors the page shows as notices.
 WATCHED_NODES = ('camera', 'collector', 'trainer', 'classifier')
 _STATUS = {GoalStatus.STATUS_SUCCEEDED: 'succeeded', GoalStatus.STATUS_CANCELED: 'canceled',
            GoalStatus.STATUS_ABORTED: 'failed'}
+#: The page's start choices -> Train.Goal.start.
+_START = {'auto': Train.Goal.START_AUTO, 'continue': Train.Goal.START_CONTINUE,
+          'fresh': Train.Goal.START_FRESH}
+#: Newest samples per class the page shows as thumbnails.
+SAMPLES_SHOWN = 6
+
+
+def sample_id(path: str) -> str:
+    """The page's opaque id of a sample path (the page never sees or sends paths)."""
+    return hashlib.sha256(path.encode()).hexdigest()[:16]
 
 
 def asset_folder() -> Path:
@@ -110,7 +128,13 @@ class WebNode(Node):
         self.call_timeout = declare(self, 'call_timeout', 10.0, 'Seconds to wait for a service '
                                     'answer or a goal acceptance', float_range=(0.5, 600.0),
                                     **ro)
+        self.record_interval = declare(self, 'record_interval', 0.2, 'Seconds between the '
+                                       'frames saved while "hold to record" is pressed',
+                                       float_range=(0.0, 60.0), **ro)
         self._lock = threading.Lock()  # guards the state below (ROS thread vs web loop)
+        self._dataset: dict | None = None
+        self._dataset_dir: Path | None = None
+        self._samples: dict[str, list[str]] = {c: [] for c in self.classes}  # newest first
         self._counts: dict[str, int | None] = {c: None for c in self.classes}
         self._prediction: dict | None = None
         self._pred_times: collections.deque[float] = collections.deque(maxlen=30)
@@ -134,6 +158,10 @@ class WebNode(Node):
         self._collect = self.create_client(Collect, 'collect')
         self._set_params = self.create_client(SetParameters, 'camera/set_parameters')
         self._get_params = self.create_client(GetParameters, 'camera/get_parameters')
+        self._record = self.create_client(Record, 'record')
+        self._delete = self.create_client(DeleteSamples, 'delete_samples')
+        self._undo = self.create_client(UndoCollect, 'undo_collect')
+        self._restore = self.create_client(RestoreSamples, 'restore_samples')
         self._train = ActionClient(self, Train, 'train')
         ns = self.get_namespace().rstrip('/')
         self._camera_fqn = f'{ns}/camera'
@@ -142,6 +170,7 @@ class WebNode(Node):
         self.create_subscription(Prediction, 'predictions', self._on_prediction,
                                  PREDICTION_QOS)
         self.create_subscription(ModelInfo, 'model', self._on_model, MODEL_QOS)
+        self.create_subscription(DatasetState, 'dataset', self._on_dataset, LATCHED_QOS)
         self.create_subscription(ParameterEvent, '/parameter_events', self._on_parameters,
                                  QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE))
         self.create_subscription(Log, '/rosout', self._on_log, QoSProfile(
@@ -262,6 +291,44 @@ class WebNode(Node):
                            'val_accuracy': round(float(info.val_accuracy), 4)}
         self._notify()
 
+    def _on_dataset(self, msg: DatasetState) -> None:
+        if msg.task != self.task.name:
+            return
+        counts = dict(zip(msg.class_names, (int(c) for c in msg.counts)))
+        with self._lock:
+            self._dataset_dir = Path(msg.dataset_dir)
+            self._dataset = {
+                'total': int(msg.total), 'size_bytes': int(msg.size_bytes),
+                'free_bytes': int(msg.free_bytes), 'trash_count': int(msg.trash_count),
+                'recording': bool(msg.recording), 'recording_label': msg.recording_label,
+                'recording_saved': int(msg.recording_saved), 'revision': int(msg.revision)}
+            for label in self.classes:
+                if label in counts:
+                    self._counts[label] = counts[label]
+            for label, path in zip(msg.class_names, msg.newest_paths):
+                if path and label in self._samples:
+                    self._add_samples(label, [path])
+        self._notify()
+
+    def _add_samples(self, label: str, paths) -> None:
+        """Put ``paths`` (oldest first) at the front of the class's shown samples (lock held)."""
+        shown = self._samples[label]
+        for path in paths:
+            if path in shown:
+                shown.remove(path)
+            shown.insert(0, path)
+        del shown[SAMPLES_SHOWN:]
+
+    def _drop_samples(self, paths) -> None:
+        gone = set(paths)
+        for shown in self._samples.values():
+            shown[:] = [p for p in shown if p not in gone]
+
+    def _set_counts(self, counts) -> None:
+        """Counts in class order, as the collector's answers give them (lock held)."""
+        for label, n in zip(self.classes, counts):
+            self._counts[label] = int(n)
+
     def _on_parameters(self, event: ParameterEvent) -> None:
         if event.node != self._camera_fqn:
             return
@@ -330,6 +397,10 @@ class WebNode(Node):
                            'fps': round(camera_fps, 1),
                            'size': list(self._frame_size) if self._frame_size else None},
                 'training': training,
+                'dataset': dict(self._dataset) if self._dataset else None,
+                'samples': {label: [sample_id(p) for p in paths]
+                            for label, paths in self._samples.items()},
+                'record_interval': self.record_interval,
                 'notices': list(self._notices),
                 'viewers': self._frames.viewers if self._frames else 0,
                 'time': time.time(),
@@ -384,7 +455,74 @@ class WebNode(Node):
             raise BackendError(res.message)
         with self._lock:
             self._counts[label] = int(res.count)
+            self._add_samples(label, list(res.paths) or [res.path])
         return {'label': label, 'count': int(res.count), 'message': res.message}
+
+    async def record(self, label: str | None) -> dict:
+        """Start (``label``) or stop (None) hold-to-record."""
+        self._require(self._record.service_is_ready(), 'the record service', 'collector')
+        req = Record.Request(stop=True) if label is None else Record.Request(
+            stop=False, label=label, max_count=0, interval=float(self.record_interval),
+            max_duration=0.0)
+        res = await self._ros(self._record.call_async(req), 'record')
+        if res.paths:  # dataset layout <class>/<file>
+            with self._lock:
+                label = Path(res.paths[0]).parent.name
+                if label in self._samples:
+                    self._add_samples(label, list(res.paths))
+        if not res.success and not res.saved:
+            raise BackendError(res.message)
+        return {'saved': int(res.saved), 'count': int(res.count), 'message': res.message}
+
+    async def delete_sample(self, path: str) -> dict:
+        self._require(self._delete.service_is_ready(), 'the delete_samples service',
+                      'collector')
+        res = await self._ros(self._delete.call_async(DeleteSamples.Request(paths=[path])),
+                              'delete')
+        return self._removed(res, res.deleted)
+
+    async def undo(self, label: str) -> dict:
+        self._require(self._undo.service_is_ready(), 'the undo_collect service', 'collector')
+        res = await self._ros(self._undo.call_async(UndoCollect.Request(label=label, count=1)),
+                              'undo')
+        return self._removed(res, res.deleted)
+
+    def _removed(self, res, paths) -> dict:
+        if not res.success:
+            raise BackendError(res.message)
+        with self._lock:
+            self._drop_samples(paths)
+            self._set_counts(res.counts)
+        return {'removed': len(paths), 'message': res.message}
+
+    async def restore(self) -> dict:
+        self._require(self._restore.service_is_ready(), 'the restore_samples service',
+                      'collector')
+        res = await self._ros(self._restore.call_async(RestoreSamples.Request(paths=[])),
+                              'restore')
+        if not res.success:
+            raise BackendError(res.message)
+        with self._lock:
+            self._set_counts(res.counts)
+            for path in res.restored:
+                label = Path(path).parent.name
+                if label in self._samples:
+                    self._add_samples(label, [path])
+        return {'restored': len(res.restored), 'message': res.message}
+
+    def sample_path(self, sid: str) -> Path | None:
+        """The path of a sample shown on the page, by its id; None for any other id."""
+        with self._lock:
+            for shown in self._samples.values():
+                for path in shown:
+                    if sample_id(path) == sid:
+                        return Path(path)
+        return None
+
+    def dataset_dir(self) -> Path:
+        """The dataset folder the collector reports (thumbnails must lie inside)."""
+        with self._lock:
+            return self._dataset_dir or self.task.dataset_dir
 
     async def set_camera_source(self, source: str) -> dict:
         self._require(self._set_params.service_is_ready(), "the camera's parameters", 'camera')
@@ -397,7 +535,7 @@ class WebNode(Node):
             self._source = source
         return {'source': source}
 
-    async def train(self, epochs: int) -> dict:
+    async def train(self, epochs: int, start: str = 'auto') -> dict:
         if self._goal_busy:
             raise BackendError('a training goal sent from this page is still running')
         self._require(self._train.server_is_ready(), 'the train action', 'trainer')
@@ -406,7 +544,8 @@ class WebNode(Node):
             with self._lock:
                 self._training = {'state': 'sending', 'epochs': epochs, 'history': []}
             handle = await self._ros(self._train.send_goal_async(
-                Train.Goal(epochs=epochs), feedback_callback=self._on_feedback),
+                Train.Goal(epochs=epochs, start=_START[start]),
+                feedback_callback=self._on_feedback),
                 'send the train goal')
         except BaseException:
             self._goal_busy = False
