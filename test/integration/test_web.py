@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -29,10 +30,10 @@ pytestmark = pytest.mark.timeout(600)
 CHROMIUM = '/usr/bin/chromium'
 FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
          '--disable-background-networking', '--disable-component-update', '--disable-sync']
-SEEDED = 12  # real photos per class in the dataset before the page collects
-EPOCHS = 2
+SEEDED = 16  # real photos per class in the dataset before the page collects
+EPOCHS = 8
 #: ImageNet-like stand-in weights (../shared/models/README.md): a file a user would pass as
-#: initial_weights; with them 2 epochs tell thumbs up from down.
+#: initial_weights; with them 8 epochs (a few seconds each here) tell thumbs up from down.
 STANDIN = THUMBS.parents[1] / 'models' / 'resnet18_imagenet_standin.pth'
 URL_LINE = re.compile(r'\[web\]: serving the page on .*?(?:port (\d+)|:(\d+)/)')
 
@@ -46,6 +47,14 @@ def wait_for_port(log: Path, timeout: float = 60.0) -> int:
             return int(m.group(1) or m.group(2))
         time.sleep(0.2)
     raise AssertionError(f'the web node did not log its URL:\n{log.read_text()[-3000:]}')
+
+
+def screenshot(pg, name: str, full_page: bool = False) -> None:
+    """Save a screenshot for the README when GC_WEB_SCREENSHOTS names a folder."""
+    folder = os.environ.get('GC_WEB_SCREENSHOTS')
+    if folder:
+        pg.screenshot(path=str(Path(folder) / f'{name}.jpg'), type='jpeg', quality=80,
+                      full_page=full_page)
 
 
 def wait_js(pg, expression: str, timeout: float = 20.0):
@@ -270,6 +279,8 @@ def test_hold_to_record_saves_several_distinct_frames(web, page):
     wait_js(page, "[...document.querySelectorAll("
                   "'#classes .class[data-label=thumbs_up] .thumb img')]"
                   ".filter(i => i.naturalWidth > 0).length >= 3", 15)
+    page.wait_for_selector('#toast', state='hidden', timeout=10000)
+    screenshot(page, 'web-desktop', full_page=True)
     web.alive()
 
 
@@ -306,6 +317,8 @@ def test_page_fits_a_phone_screen(browser, web):
             e => e.getBoundingClientRect().right > 360.5).map(e => e.tagName + '#' + e.id +
             '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))""")
         assert pg.evaluate('document.documentElement.scrollWidth') <= 360, wide
+        wait_js(pg, "document.getElementById('model-id').textContent !== 'none yet'", 20)
+        screenshot(pg, 'web-phone')
         box = pg.locator('#classes button.add').first.bounding_box()
         assert box['width'] >= 40 and box['height'] >= 40, 'touch target too small'
         pg.locator('#classes .class[data-label="thumbs_down"] button.add').tap()

@@ -100,7 +100,7 @@ class WebConfig:
     max_fps: float = 30.0
     max_width: int = 640
     jpeg_quality: int = 80
-    state_rate: float = 20.0
+    state_rate: float = 30.0
     max_viewers: int = 4
     camera_sources: tuple[str, ...] = ()
 
@@ -372,7 +372,14 @@ class FrameHub:
         self._cache: tuple[int, int, int, bytes] | None = None
         self.viewers = 0
         self.frames_encoded = 0
+        self.frames_sent = 0       # frames written to viewers, all together
         self.encode_seconds = 0.0  # CPU (thread) time spent encoding, s
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for the page and the benchmark."""
+        return {'viewers': self.viewers, 'frames_encoded': self.frames_encoded,
+                'frames_sent': self.frames_sent,
+                'encode_cpu_ms': round(self.encode_seconds * 1000.0, 1)}
 
     def put(self, msg) -> None:
         """Keep ``msg`` as the newest frame (any thread)."""
@@ -469,6 +476,7 @@ def make_app(config: WebConfig, backend: Backend, frames: FrameHub, state: Signa
                 # write() waits for the socket: a slow viewer gets fewer frames, never old ones
                 await response.write(b'--frame\r\nContent-Type: image/jpeg\r\nContent-Length: '
                                      + str(len(jpeg)).encode() + b'\r\n\r\n' + jpeg + b'\r\n')
+                frames.frames_sent += 1
                 next_at = max(next_at + 1.0 / fps, time.monotonic())
                 await asyncio.sleep(next_at - time.monotonic())
         except (ConnectionError, asyncio.CancelledError):
