@@ -58,8 +58,10 @@ def test_train_task_end_to_end(task):
     loaded = load_model(task.model_path, expected_classes=task.classes)
     assert loaded.task == 'thumbs' and loaded.model_id == out.model.model_id
     assert loaded.epochs == 2 and loaded.initial_weights == 'none'
-    assert loaded.train_accuracy == fit_result.train_accuracy
-    assert loaded.val_accuracy == fit_result.val_accuracy
+    # the file holds the kept epoch (the best-validating one) and its figures
+    assert loaded.saved_epoch == fit_result.saved_epoch in (1, 2)
+    assert loaded.train_accuracy == fit_result.saved_train_accuracy
+    assert loaded.val_accuracy == fit_result.saved_val_accuracy == fit_result.best_val_accuracy
     assert loaded.spec == PreprocessSpec()
     trained = out.model.model.state_dict()
     for key, value in loaded.model.state_dict().items():

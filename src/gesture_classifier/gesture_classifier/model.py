@@ -12,6 +12,11 @@ so it loads with ``torch.load(weights_only=True)`` and no pickled code ever runs
     task, model_id, created (ISO 8601 UTC), initial_weights, pretrained (bool),
     recipe (training recipe name, see training.RECIPES; '' in files written before recipes),
     epochs, train_accuracy, val_accuracy
+    parent_model_id, total_epochs, saved_epoch, best_epoch_selected: lineage and which epoch
+        was kept (train more / keep the best epoch); '' / epochs / 0 / False in older files
+    train_files     list[str] '<class>/<file>' of the images the model trained on (also its
+                    parents'), so `evaluate` can tell held-out images from training ones
+    validation, training: evaluation.Figures.to_dict() of the saved epoch, or {} when unknown
 
 Initial weights (``initial_weights`` setting): ``'imagenet'`` loads torchvision's
 ``ResNet18_Weights.IMAGENET1K_V1`` through torchvision's own weights API and cache
@@ -172,6 +177,13 @@ class ModelFile:
     train_accuracy: float = -1.0
     val_accuracy: float = -1.0
     path: Path | None = None
+    parent_model_id: str = ''
+    total_epochs: int = 0
+    saved_epoch: int = 0
+    best_epoch_selected: bool = False
+    train_files: tuple[str, ...] = ()
+    validation: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
 
 
 def new_model_id(task: str) -> str:
@@ -214,6 +226,13 @@ def save_model(mf: ModelFile, path: str | os.PathLike) -> Path:
         'epochs': int(mf.epochs),
         'train_accuracy': float(mf.train_accuracy),
         'val_accuracy': float(mf.val_accuracy),
+        'parent_model_id': str(mf.parent_model_id),
+        'total_epochs': int(mf.total_epochs or mf.epochs),
+        'saved_epoch': int(mf.saved_epoch),
+        'best_epoch_selected': bool(mf.best_epoch_selected),
+        'train_files': [str(f) for f in mf.train_files],
+        'validation': dict(mf.validation),
+        'training': dict(mf.training),
     }
     atomic_write(path, lambda f: torch.save(payload, f), expected_size=_MODEL_FILE_BYTES)
     mf.path = path.resolve()
@@ -279,7 +298,14 @@ def load_model(path: str | os.PathLike, device: torch.device | str = 'cpu',
                      recipe=str(obj.get('recipe', '')),
                      epochs=int(obj.get('epochs', 0)),
                      train_accuracy=float(obj.get('train_accuracy', -1.0)),
-                     val_accuracy=float(obj.get('val_accuracy', -1.0)))
+                     val_accuracy=float(obj.get('val_accuracy', -1.0)),
+                     parent_model_id=str(obj.get('parent_model_id', '')),
+                     saved_epoch=int(obj.get('saved_epoch', 0)),
+                     best_epoch_selected=bool(obj.get('best_epoch_selected', False)),
+                     train_files=tuple(str(f) for f in obj.get('train_files', ())),
+                     validation=dict(obj.get('validation') or {}),
+                     training=dict(obj.get('training') or {}))
+        extra['total_epochs'] = int(obj.get('total_epochs', extra['epochs']))
     except (TypeError, ValueError) as exc:
         raise ModelFileError(f'{path}: bad metadata value ({exc})') from exc
     model.to(device).eval()

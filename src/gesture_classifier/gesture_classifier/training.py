@@ -23,7 +23,8 @@ import torch
 from torch import nn
 from torchvision.transforms import v2 as T
 
-from .dataset import ImageSet, load_images, split_indices
+from .dataset import ImageSet, load_images, sample_name, split_indices
+from .evaluation import TRAINING, VALIDATION, Figures, cross_entropy, figures
 from .model import ModelFile, create_model, load_initial_weights, new_model_id, save_model
 from .preprocess import PreprocessSpec, normalize
 from .tasks import Task
@@ -31,7 +32,7 @@ from .tasks import Task
 __all__ = ['STAGES', 'AUGMENTATIONS', 'AVERAGING', 'Recipe', 'RECIPES', 'DEFAULT_RECIPE', 'DLI',
            'get_recipe', 'TrainConfig', 'Progress', 'FitResult', 'TrainOutcome', 'augmenter',
            'set_train_mode', 'trainable_parameters', 'make_optimizer', 'train_one_epoch',
-           'predict_batches', 'evaluate', 'fit', 'train_task', 'resolve_device']
+           'predict_batches', 'evaluate', 'validate', 'fit', 'train_task', 'resolve_device']
 
 LOG = logging.getLogger(__name__)
 DEFAULT_SPEC = PreprocessSpec()  # frozen, so one shared instance is safe
@@ -171,6 +172,9 @@ class TrainConfig:
             "point left" is not): a property of the task.
         device: torch device string ('cpu', 'cuda', 'cuda:0').
         recipe: how to fine-tune (see :class:`Recipe`).
+        keep_best: keep the weights of the best-validating epoch (highest validation accuracy;
+            ties: lower validation loss, then the later epoch), as jetson-inference's
+            ``model_best``; False, or no validation images: the last epoch.
     """
 
     epochs: int
@@ -182,6 +186,7 @@ class TrainConfig:
     hflip: bool = True
     device: str = 'cpu'
     recipe: Recipe = field(default_factory=lambda: RECIPES[DEFAULT_RECIPE])
+    keep_best: bool = True
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -204,7 +209,8 @@ class TrainConfig:
 class Progress:
     """Sent after every batch. epoch/batch are 1-based; progress in [0, 1]; loss is the mean
     cross-entropy (nats) and accuracy the share of correct training images in this epoch so
-    far; val_accuracy is from the previous epoch (-1 before the first / without validation)."""
+    far; val_accuracy / val_loss are from the previous epoch (-1 before the first / without
+    validation); best_epoch / best_val_accuracy: the best-validating epoch so far (0 / -1)."""
 
     epoch: int
     epochs: int
@@ -214,21 +220,41 @@ class Progress:
     loss: float
     accuracy: float
     val_accuracy: float
+    val_loss: float = -1.0
+    best_epoch: int = 0
+    best_val_accuracy: float = -1.0
 
 
 @dataclass(frozen=True)
 class FitResult:
-    """epochs_completed counts whole epochs; accuracies as in Progress (last epoch)."""
+    """epochs_completed counts whole epochs; train/val_accuracy as in Progress (last epoch;
+    with weight averaging, val_accuracy is of the averaged weights).
+
+    The model :func:`fit` leaves is the one of ``saved_epoch`` (1-based), with
+    ``saved_train_accuracy`` / ``saved_val_accuracy``; ``best_selected`` says it is the
+    best-validating epoch chosen over a later one. ``best_*``: the best-validating epoch and
+    its figures (0 / -1 without validation images); ``last_val_loss`` in nats (-1 without).
+    """
 
     epochs_completed: int
     train_accuracy: float
     val_accuracy: float
     cancelled: bool
+    last_val_loss: float = -1.0
+    best_epoch: int = 0
+    best_val_accuracy: float = -1.0
+    best_val_loss: float = -1.0
+    saved_epoch: int = 0
+    saved_train_accuracy: float = -1.0
+    saved_val_accuracy: float = -1.0
+    best_selected: bool = False
 
 
 @dataclass(frozen=True)
 class TrainOutcome:
-    """What :func:`train_task` did. ``model`` is None when cancelled (nothing saved)."""
+    """What :func:`train_task` did. ``model`` is None when cancelled (nothing saved).
+    ``parent``: model_id continued from ('' = initial weights). ``validation`` /
+    ``training``: the saved model evaluated on the split (empty Figures when cancelled)."""
 
     fit: FitResult
     model: ModelFile | None
@@ -237,6 +263,9 @@ class TrainOutcome:
     skipped: int
     pretrained: bool
     weights_message: str
+    parent: str = ''
+    validation: Figures = field(default_factory=Figures)
+    training: Figures = field(default_factory=Figures)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -384,6 +413,21 @@ def predict_batches(model: nn.Module, images: torch.Tensor, spec: PreprocessSpec
     return torch.cat(out) if out else torch.empty(0, 0)
 
 
+def validate(model: nn.Module, images: torch.Tensor, targets: torch.Tensor,
+             spec: PreprocessSpec, batch_size: int = 32) -> tuple[float, float]:
+    """(top-1 accuracy in [0, 1], mean cross-entropy in nats) of ``model``; (-1, -1) for an
+    empty set."""
+    if len(targets) == 0:
+        return -1.0, -1.0
+    probs = predict_batches(model, images, spec, batch_size)
+    return int((probs.argmax(1) == targets).sum()) / len(targets), cross_entropy(probs, targets)
+
+
+def _better(acc: float, loss: float, best: tuple | None) -> bool:
+    """Higher accuracy, then lower (or equal: the later epoch wins) loss than ``best``."""
+    return best is None or acc > best[1] or (acc == best[1] and loss <= best[2])
+
+
 def evaluate(model: nn.Module, images: torch.Tensor, targets: torch.Tensor,
              spec: PreprocessSpec, batch_size: int = 32) -> float:
     """Top-1 accuracy in [0, 1] of ``model`` on uint8 ``images``; -1.0 for an empty set."""
@@ -412,6 +456,10 @@ def fit(model: nn.Module, train_images: torch.Tensor, train_targets: torch.Tenso
     epoch of the second half (``torch.optim.swa_utils.AveragedModel``), and the returned
     validation accuracy is that of the averaged weights.
 
+    Best epoch: with ``cfg.keep_best`` and validation images, ``model`` ends holding the
+    best-validating weights (see TrainConfig.keep_best; the averaged weights count as the last
+    epoch's) and FitResult says which epoch that was.
+
     Cancellation: ``should_stop`` is checked before every batch, so a stop takes effect within
     one batch; the returned FitResult then has ``cancelled=True`` and ``model`` is left as it
     was at the stop (not averaged).
@@ -433,12 +481,17 @@ def fit(model: nn.Module, train_images: torch.Tensor, train_targets: torch.Tenso
     averaged = None
     total = cfg.epochs * batches
     val_acc, train_acc = -1.0, 0.0
+    val_loss, best, history = -1.0, None, {}  # best: (epoch, acc, loss, state or None)
+    has_val = len(val_targets) > 0
     for epoch in range(1, cfg.epochs + 1):
         trainable_parameters(model, recipe, head_only=epoch <= warmup)
+        best_so_far = (best[0], best[1]) if best else (0, -1.0)
 
-        def report(batch, n, loss, acc, epoch=epoch, val_acc=val_acc):
+        def report(batch, n, loss, acc, epoch=epoch, val_acc=val_acc, val_loss=val_loss,
+                   best_so_far=best_so_far):
             done = (epoch - 1) * batches + batch
-            on_progress(Progress(epoch, cfg.epochs, batch, n, done / total, loss, acc, val_acc))
+            on_progress(Progress(epoch, cfg.epochs, batch, n, done / total, loss, acc, val_acc,
+                                 val_loss, *best_so_far))
 
         _, train_acc, stopped = train_one_epoch(
             model, train_images, train_targets, optimizer, spec, cfg, generator, report,
@@ -450,52 +503,114 @@ def fit(model: nn.Module, train_images: torch.Tensor, train_targets: torch.Tenso
                 averaged = torch.optim.swa_utils.AveragedModel(model)
             else:
                 averaged.update_parameters(model)
-        val_acc = evaluate(model, val_images, val_targets, spec)
-        LOG.info('epoch %d/%d: train accuracy %.3f, val accuracy %.3f', epoch, cfg.epochs,
-                 train_acc, val_acc)
+        val_acc, val_loss = validate(model, val_images, val_targets, spec)
+        history[epoch] = train_acc
+        LOG.info('epoch %d/%d: train accuracy %.3f, val accuracy %.3f, val loss %.3f', epoch,
+                 cfg.epochs, train_acc, val_acc, val_loss)
+        if has_val and epoch < cfg.epochs and _better(val_acc, val_loss, best):
+            # a copy of the weights only where they may be kept (the last epoch never needs one)
+            state = {k: v.detach().clone() for k, v in model.state_dict().items()} \
+                if cfg.keep_best else None
+            best = (epoch, val_acc, val_loss, state)
     if averaged is not None:
         model.load_state_dict(averaged.module.state_dict())
-        val_acc = evaluate(model, val_images, val_targets, spec)
+        val_acc, val_loss = validate(model, val_images, val_targets, spec)
+    saved, best_selected = cfg.epochs, False
+    if has_val and _better(val_acc, val_loss, best):
+        best = (cfg.epochs, val_acc, val_loss, None)  # the final weights are the best
+    elif best is not None and cfg.keep_best:
+        model.load_state_dict(best[3])
+        saved, best_selected = best[0], True
     for param in model.parameters():
         param.requires_grad_(True)
-    return FitResult(cfg.epochs, train_acc, val_acc, cancelled=False)
+    saved_val = best[1] if best_selected else val_acc
+    return FitResult(cfg.epochs, train_acc, val_acc, cancelled=False, last_val_loss=val_loss,
+                     best_epoch=best[0] if best else 0,
+                     best_val_accuracy=best[1] if best else -1.0,
+                     best_val_loss=best[2] if best else -1.0, saved_epoch=saved,
+                     saved_train_accuracy=history[saved], saved_val_accuracy=saved_val,
+                     best_selected=best_selected)
 
 
 def train_task(task: Task, cfg: TrainConfig, initial_weights: str = 'imagenet',
                spec: PreprocessSpec = DEFAULT_SPEC,
                on_progress: Callable[[Progress], None] | None = None,
                should_stop: Callable[[], bool] | None = None,
-               data: ImageSet | None = None) -> TrainOutcome:
-    """Load the task's images, fine-tune a new ResNet-18 and save it to ``task.model_path``.
+               data: ImageSet | None = None, parent: ModelFile | None = None,
+               save: Callable[[ModelFile], object] | None = None) -> TrainOutcome:
+    """Load the task's images, fine-tune a ResNet-18 and save it.
+
+    Args:
+        parent: continue training this model (same classes and architecture, checked by the
+            caller) instead of starting from ``initial_weights``: its weights are the start, the
+            images it trained on (``parent.train_files``) stay training images, and the new model
+            records ``parent_model_id`` and ``total_epochs`` (parent's + this run's). Its
+            preprocessing ``spec`` is used.
+        save: writes the finished ModelFile (e.g. versions.ModelStore.add); default: to
+            ``task.model_path``.
 
     The model file is replaced atomically only when training completes; a cancelled run saves
-    nothing and the previous model stays.
+    nothing and the previous model stays. The saved model is the best-validating epoch (see
+    TrainConfig.keep_best) and carries its evaluation figures (validation and training split).
 
     Raises:
         DatasetError: the dataset is unusable (see dataset.load_images).
         ModelFileError: ``initial_weights`` is a path that cannot be loaded.
         OSError: the model could not be saved (the previous one stays intact).
     """
+    if parent is not None:
+        spec = parent.spec
     data = data if data is not None else load_images(task, spec)
+    names = [sample_name(p) for p in data.paths]
+    forced = None
+    if parent is not None and parent.train_files:
+        known = set(parent.train_files)
+        forced = torch.tensor([n in known for n in names], dtype=torch.bool)
     generator = torch.Generator().manual_seed(cfg.seed)
-    train_idx, val_idx = split_indices(data.targets, cfg.val_fraction, generator)
+    train_idx, val_idx = split_indices(data.targets, cfg.val_fraction, generator, forced)
     torch.manual_seed(cfg.seed)  # the new fc layer's initialisation
-    model = create_model(len(task.classes))
-    weights = load_initial_weights(model, initial_weights)
-    LOG.info('%s; %s', weights.message, cfg.recipe.describe())
+    if parent is None:
+        model = create_model(len(task.classes))
+        weights = load_initial_weights(model, initial_weights)
+        source, pretrained, message = weights.source, weights.pretrained, weights.message
+    else:
+        model = parent.model
+        source, pretrained = parent.initial_weights, parent.pretrained
+        so_far = parent.total_epochs or parent.epochs
+        message = (f'continues from model {parent.model_id} ({so_far} epoch(s) so far; its '
+                   f'backbone started from {parent.initial_weights or "unknown weights"})')
+    LOG.info('%s; %s', message, cfg.recipe.describe())
     model.to(torch.device(cfg.device))
     result = fit(model, data.images[train_idx], data.targets[train_idx],
                  data.images[val_idx], data.targets[val_idx], spec, cfg,
                  on_progress, should_stop)
-    mf = None
+    mf, val_fig, train_fig = None, Figures(), Figures()
     if not result.cancelled:
+        val_fig, train_fig = (
+            figures(split, predict_batches(model, data.images[idx], spec), data.targets[idx],
+                    task.classes, [data.paths[i] for i in idx.tolist()])
+            for split, idx in ((VALIDATION, val_idx), (TRAINING, train_idx)))
+        train_files = sorted(set(parent.train_files if parent else ()) |
+                             {names[i] for i in train_idx.tolist()})
+        parent_epochs = (parent.total_epochs or parent.epochs) if parent else 0
         mf = ModelFile(model=model, class_names=task.classes, spec=spec, task=task.name,
-                       model_id=new_model_id(task.name), initial_weights=weights.source,
-                       pretrained=weights.pretrained, recipe=cfg.recipe.name,
+                       model_id=new_model_id(task.name), initial_weights=source,
+                       pretrained=pretrained, recipe=cfg.recipe.name,
                        epochs=result.epochs_completed,
-                       train_accuracy=result.train_accuracy, val_accuracy=result.val_accuracy)
-        save_model(mf, task.model_path)
+                       train_accuracy=result.saved_train_accuracy,
+                       val_accuracy=result.saved_val_accuracy,
+                       parent_model_id=parent.model_id if parent else '',
+                       total_epochs=parent_epochs + result.epochs_completed,
+                       saved_epoch=result.saved_epoch,
+                       best_epoch_selected=result.best_selected, train_files=tuple(train_files),
+                       validation=val_fig.to_dict(), training=train_fig.to_dict())
+        if save is None:
+            save_model(mf, task.model_path)
+        else:
+            save(mf)
         model.eval()
     return TrainOutcome(fit=result, model=mf, train_images=len(train_idx),
                         val_images=len(val_idx), skipped=len(data.skipped),
-                        pretrained=weights.pretrained, weights_message=weights.message)
+                        pretrained=pretrained, weights_message=message,
+                        parent=parent.model_id if parent else '', validation=val_fig,
+                        training=train_fig)

@@ -10,30 +10,47 @@ gesture_classifier.backends) and announces the model on ``model``
 One goal at a time: a goal arriving while one runs is rejected, as is a goal whose values are
 out of range; the reason is logged.
 
+A goal continues from the current model by default (Train.action's ``start``), the saved
+model is the best-validating epoch, and every model is kept as a version
+(gesture_classifier.versions): ``models`` (ModelList, latched) lists them, ``select_model``,
+``import_model`` and ``export_model`` (services) choose, add and save them, and the
+``evaluate`` action (Evaluate) measures one on the dataset as it is now.
+
 Parameters (read-only): task, classes, data_dir, dataset_dir, model_path (see
 common.declare_task), device, initial_weights ('imagenet', 'none' or a path), recipe (a preset
 of training.RECIPES) and ``recipe.<setting>`` for each Recipe field (defaults: the preset's),
 hflip, batch_size, learning_rate, val_fraction, seed, augment, max_epochs, max_batch_size,
-backend (the classifier's backend, to export for).
+backend (the classifier's backend, to export for), keep_models (versions kept),
+transfer_dir (the only folder import_model reads and export_model writes).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 import threading
+from pathlib import Path
 
-from gesture_interfaces.action import Train
-from gesture_interfaces.msg import ModelInfo
+from gesture_interfaces.action import Evaluate, Train
+from gesture_interfaces.msg import ModelInfo, ModelList
+from gesture_interfaces.srv import ExportModel, ImportModel, SelectModel
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 
 from ..backends import BACKENDS, BackendError, export, require_usable
+from ..fsutil import ensure_private_dir
 from ..dataset import DatasetError
+from ..evaluation import format_confusion
+from ..messages import evaluation_msg, model_info
 from ..model import ModelFileError
+from ..review import evaluate_model
+from ..versions import (MODEL_ID_PATTERN, ModelStore, VersionError, read_metadata,
+                        resolve_transfer_path)
 from ..training import (AUGMENTATIONS, AVERAGING, DEFAULT_RECIPE, RECIPES, STAGES, Progress,
                         Recipe, TrainConfig, get_recipe, resolve_device, train_task)
-from .common import MODEL_QOS, declare, declare_task, run_node
+from .common import LATCHED_QOS, MODEL_QOS, declare, declare_task, run_node
 
 
 class TrainerNode(Node):
@@ -72,12 +89,38 @@ class TrainerNode(Node):
             'it needs are exported beside the model (nothing for pytorch)', read_only=True,
             constraints=f'one of {", ".join(BACKENDS)}')
         require_usable(self.backend)
+        self.keep_models = declare(self, 'keep_models', 10, 'Model versions kept (each about '
+                                   '45 MB); the oldest beyond are deleted, never the current',
+                                   int_range=(1, 1000), read_only=True)
+        transfer = declare(self, 'transfer_dir', '', 'The only folder import_model reads from '
+                           'and export_model writes to; empty: <data_dir>/<task>/transfer',
+                           read_only=True)
+        self.transfer_dir = (Path(os.path.expanduser(transfer)) if transfer else
+                             self.task.trash.parent / 'transfer').resolve()
+        ensure_private_dir(self.transfer_dir)
+        self.store = ModelStore(self.task, self.keep_models)
+        self._store_lock = threading.RLock()  # versions: train's save, services, the list
         self._busy = threading.Lock()
+        self._eval_busy = threading.Lock()
         self._model_pub = self.create_publisher(ModelInfo, 'model', MODEL_QOS)
+        self._list_pub = self.create_publisher(ModelList, 'models', LATCHED_QOS)
+        group = ReentrantCallbackGroup()
         self._server = ActionServer(
             self, Train, 'train', execute_callback=self._execute,
             goal_callback=self._on_goal, cancel_callback=self._on_cancel,
-            callback_group=ReentrantCallbackGroup())
+            callback_group=group)
+        self._eval_server = ActionServer(
+            self, Evaluate, 'evaluate', execute_callback=self._execute_evaluate,
+            goal_callback=self._on_evaluate_goal, cancel_callback=self._on_cancel,
+            callback_group=group)
+        self.create_service(SelectModel, 'select_model', self._on_select, callback_group=group)
+        self.create_service(ImportModel, 'import_model', self._on_import, callback_group=group)
+        self.create_service(ExportModel, 'export_model', self._on_export, callback_group=group)
+        with self._store_lock:
+            adopted = self.store.adopt_current()
+        if adopted:
+            self.get_logger().info(f'current model {adopted}')
+        self.publish_models()
         self.get_logger().info(f'task {self.task.name!r}: dataset {self.task.dataset_dir}, '
                                f'model {self.task.model_path}, device {self.device}')
 
@@ -132,6 +175,11 @@ class TrainerNode(Node):
             return f'unknown recipe {goal.recipe!r}; presets: {", ".join(RECIPES)}'
         if not 1 <= goal.epochs <= self.max_epochs:
             return f'epochs must be in 1..{self.max_epochs}, got {goal.epochs}'
+        if goal.start not in (Train.Goal.START_AUTO, Train.Goal.START_CONTINUE,
+                              Train.Goal.START_FRESH):
+            return f'start must be 0 (auto), 1 (continue) or 2 (fresh), got {goal.start}'
+        if goal.from_model_id and not MODEL_ID_PATTERN.fullmatch(goal.from_model_id):
+            return f'from_model_id {goal.from_model_id[:80]!r} is not a valid model id'
         if goal.batch_size > self.max_batch_size:
             return f'batch_size must be in 0..{self.max_batch_size}, got {goal.batch_size}'
         lr = goal.learning_rate
@@ -170,20 +218,35 @@ class TrainerNode(Node):
                           val_fraction=self.val_fraction, seed=self.seed,
                           augment=self.augment, hflip=self.hflip, device=str(self.device),
                           recipe=recipe)
+        cfg = dataclasses.replace(cfg, keep_best=not goal.keep_last_epoch)
         result.recipe = recipe.name
-        self.get_logger().info(f'training {self.task.name!r} for {cfg.epochs} epochs '
-                               f'(batch {cfg.batch_size}, lr {cfg.lr:g}); {recipe.describe()}')
+        result.last_val_accuracy = result.last_val_loss = -1.0
+        result.best_val_accuracy = result.best_val_loss = -1.0
+        result.last_train_accuracy = -1.0
+        parent, note = self._parent(goal)
+        if isinstance(parent, str):
+            return self._abort(goal_handle, result, Train.Result.MODEL_MISMATCH, parent)
+        start = f'from model {parent.model_id}' if parent else 'from the initial weights'
+        self.get_logger().info(f'training {self.task.name!r} for {cfg.epochs} epochs {start} '
+                               f'(batch {cfg.batch_size}, lr {cfg.lr:g}); {recipe.describe()}'
+                               f'{note}')
 
         def on_progress(p: Progress) -> None:
             goal_handle.publish_feedback(Train.Feedback(
                 epoch=p.epoch, epochs=p.epochs, batch=p.batch, batches=p.batches,
                 progress=float(p.progress), loss=float(p.loss), accuracy=float(p.accuracy),
-                val_accuracy=float(p.val_accuracy)))
+                val_accuracy=float(p.val_accuracy), val_loss=float(p.val_loss),
+                best_epoch=p.best_epoch, best_val_accuracy=float(p.best_val_accuracy)))
+
+        def save(mf) -> None:
+            with self._store_lock:
+                self.store.add(mf)
 
         try:
             out = train_task(self.task, cfg, self.initial_weights,
                              on_progress=on_progress,
-                             should_stop=lambda: goal_handle.is_cancel_requested)
+                             should_stop=lambda: goal_handle.is_cancel_requested,
+                             parent=parent, save=save)
         except DatasetError as exc:
             return self._abort(goal_handle, result, Train.Result.DATASET_ERROR, str(exc))
         except ModelFileError as exc:
@@ -201,6 +264,7 @@ class TrainerNode(Node):
         result.train_accuracy = float(fit.train_accuracy)
         result.val_accuracy = float(fit.val_accuracy)
         result.train_images, result.val_images = out.train_images, out.val_images
+        result.continued, result.parent_model_id = bool(out.parent), out.parent
         result.pretrained = out.pretrained
         result.initial_weights = self.initial_weights
         skipped = f'; {out.skipped} unreadable image(s) skipped' if out.skipped else ''
@@ -214,15 +278,68 @@ class TrainerNode(Node):
         mf = out.model
         result.success = True
         result.model_path, result.model_id = str(mf.path), mf.model_id
-        result.message = (f'trained {fit.epochs_completed} epochs on {out.train_images} images: '
-                          f'train accuracy {fit.train_accuracy:.3f}, validation accuracy '
-                          f'{fit.val_accuracy:.3f} on {out.val_images} held-out images; '
-                          f'recipe {recipe.name!r}; {out.weights_message}{skipped}'
-                          f'{self._export(mf)}')
-        self._announce(mf)
+        result.total_epochs, result.saved_epoch = mf.total_epochs, fit.saved_epoch
+        result.best_epoch_selected, result.best_epoch = fit.best_selected, fit.best_epoch
+        result.best_val_accuracy = float(fit.best_val_accuracy)
+        result.best_val_loss = float(fit.best_val_loss)
+        result.last_train_accuracy = float(fit.train_accuracy)
+        result.last_val_accuracy = float(fit.val_accuracy)
+        result.last_val_loss = float(fit.last_val_loss)
+        result.train_accuracy = float(fit.saved_train_accuracy)
+        result.val_accuracy = float(fit.saved_val_accuracy)
+        result.validation = evaluation_msg(out.validation)
+        result.training = evaluation_msg(out.training)
+        result.message = (f'trained {fit.epochs_completed} epochs on {out.train_images} images '
+                          f'{"(continued)" if parent else ""}: {self._kept(fit, goal)}; '
+                          f'train accuracy {fit.saved_train_accuracy:.3f}, validation accuracy '
+                          f'{fit.saved_val_accuracy:.3f} on {out.val_images} held-out images; '
+                          f'{mf.total_epochs} epoch(s) in its lineage; recipe {recipe.name!r}; '
+                          f'{out.weights_message}{note}{skipped}{self._export(mf)}')
+        self._announce(mf.path)
+        self.publish_models()
         goal_handle.succeed()
         self.get_logger().info(result.message)
+        self.get_logger().info(f'validation figures of {mf.model_id}:\n'
+                               f'{format_confusion(out.validation)}')
         return result
+
+    @staticmethod
+    def _kept(fit, goal) -> str:
+        """Which epoch was saved and why, for the result message."""
+        if fit.best_epoch == 0:
+            return (f'no validation images (val_fraction 0 or classes too small): kept the last '
+                    f'epoch {fit.saved_epoch}')
+        if fit.best_selected:
+            return (f'kept epoch {fit.saved_epoch}, the best-validating (accuracy '
+                    f'{fit.best_val_accuracy:.3f}, loss {fit.best_val_loss:.3f}; the last epoch '
+                    f'had {fit.val_accuracy:.3f})')
+        if goal.keep_last_epoch:
+            return (f'kept the last epoch {fit.saved_epoch} as asked (best: epoch '
+                    f'{fit.best_epoch}, accuracy {fit.best_val_accuracy:.3f})')
+        return f'kept the last epoch {fit.saved_epoch}, which validated best'
+
+    def _parent(self, goal: Train.Goal):
+        """(ModelFile to continue from or None, note for the message), or the reason a
+        START_CONTINUE / from_model_id goal cannot continue (a str)."""
+        if goal.start == Train.Goal.START_FRESH:
+            return None, ''
+        explicit = goal.start == Train.Goal.START_CONTINUE or bool(goal.from_model_id)
+        try:
+            with self._store_lock:
+                parent = self.store.load(goal.from_model_id, self.device)
+            if parent.task and parent.task != self.task.name:
+                raise ModelFileError(f'model {parent.model_id} is for task {parent.task!r}')
+        except VersionError as exc:  # no current model, or an unknown id
+            if explicit:
+                return f'cannot continue: {exc}', ''
+            return None, ''
+        except ModelFileError as exc:  # classes or architecture changed, garbage file
+            if explicit:
+                return (f'cannot continue from that model: {exc}; send start=START_FRESH to '
+                        'start over'), ''
+            return None, (f'; the current model does not fit the task ({exc}), so training '
+                          'started over from the initial weights')
+        return parent, ''
 
     def _export(self, mf) -> str:
         """Export for the classifier's backend; '' or a note for the result message. A failed
@@ -243,19 +360,169 @@ class TrainerNode(Node):
         goal_handle.abort()
         return result
 
-    def _announce(self, mf) -> None:
-        info = ModelInfo(task=self.task.name, model_id=mf.model_id, path=str(mf.path),
-                         class_names=list(mf.class_names), architecture=mf.architecture,
-                         input_size=mf.spec.input_size, recipe=mf.recipe,
-                         pretrained=bool(mf.pretrained),
-                         train_accuracy=float(mf.train_accuracy),
-                         val_accuracy=float(mf.val_accuracy))
+    def _announce(self, path) -> ModelInfo:
+        """Publish the model file at ``path`` (a version) on ``model``: the classifier
+        switches to it."""
+        info = model_info(read_metadata(path), path, self.task.name)
         info.header.stamp = self.get_clock().now().to_msg()
         self._model_pub.publish(info)
+        return info
+
+    def publish_models(self) -> None:
+        """Publish the version list on ``models``."""
+        with self._store_lock:
+            versions = self.store.versions()
+            current = self.store.current_id()
+        msg = ModelList(task=self.task.name, current_model_id=current)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        for v in versions:
+            info = model_info(v.meta, v.path, self.task.name)
+            info.header.stamp.sec = int(v.mtime)
+            info.header.stamp.nanosec = int((v.mtime % 1) * 1e9)
+            msg.models.append(info)
+        self._list_pub.publish(msg)
+
+    # -- model versions ----------------------------------------------------------------------
+    def _version_call(self, response, what: str, work) -> object:
+        """Run ``work()`` under the store lock; failures fill success/message."""
+        try:
+            with self._store_lock:
+                out = work()
+        except (VersionError, ModelFileError) as exc:
+            response.success, response.message = False, str(exc)
+            self.get_logger().warning(f'{what} refused: {exc}')
+            return None
+        except OSError as exc:
+            response.success, response.message = False, f'{what} failed: {exc}'
+            self.get_logger().error(response.message)
+            return None
+        response.success = True
+        return out
+
+    def _on_select(self, request: SelectModel.Request, response: SelectModel.Response):
+        v = self._version_call(response, 'select_model',
+                               lambda: self.store.select(request.model_id))
+        if v is not None:
+            response.model = self._announce(v.path)
+            response.message = f'model {v.model_id} is current'
+            self.get_logger().info(response.message)
+            self.publish_models()
+        return response
+
+    def _on_import(self, request: ImportModel.Request, response: ImportModel.Response):
+        def work():
+            src = resolve_transfer_path(self.transfer_dir, request.path, must_exist=True)
+            mf = self.store.import_file(src)
+            if request.select:
+                self.store.select(mf.model_id)
+            return mf
+
+        mf = self._version_call(response, 'import_model', work)
+        if mf is not None:
+            path = self.store.path_of(mf.model_id)
+            if request.select:
+                response.model = self._announce(path)
+            else:
+                response.model = model_info(read_metadata(path), path, self.task.name)
+            response.message = (f'imported {request.path} as model {mf.model_id}'
+                                f'{" (current)" if request.select else ""}')
+            self.get_logger().info(response.message)
+            self.publish_models()
+        return response
+
+    def _on_export(self, request: ExportModel.Request, response: ExportModel.Response):
+        def work():
+            dest = resolve_transfer_path(self.transfer_dir, request.path, must_exist=False)
+            return self.store.export(request.model_id, dest, request.overwrite)
+
+        dest = self._version_call(response, 'export_model', work)
+        if dest is not None:
+            response.path = str(dest)
+            response.message = f'exported {request.model_id or "the current model"} to {dest}'
+            self.get_logger().info(response.message)
+        return response
+
+    # -- evaluate ----------------------------------------------------------------------------
+    def _on_evaluate_goal(self, goal: Evaluate.Goal) -> GoalResponse:
+        if goal.batch_size > self.max_batch_size:
+            self.get_logger().warning(f'rejected evaluate goal: batch_size must be in '
+                                      f'0..{self.max_batch_size}, got {goal.batch_size}')
+            return GoalResponse.REJECT
+        if goal.model_id and not MODEL_ID_PATTERN.fullmatch(goal.model_id):
+            self.get_logger().warning('rejected evaluate goal: model_id '
+                                      f'{goal.model_id[:80]!r} is not a valid model id')
+            return GoalResponse.REJECT
+        if not self._eval_busy.acquire(blocking=False):
+            self.get_logger().warning('rejected evaluate goal: another evaluation is running')
+            return GoalResponse.REJECT
+        return GoalResponse.ACCEPT  # released when the goal ends
+
+    def _execute_evaluate(self, goal_handle) -> Evaluate.Result:
+        try:
+            return self._evaluate(goal_handle)
+        finally:
+            self._eval_busy.release()
+
+    def _evaluate(self, goal_handle) -> Evaluate.Result:
+        goal = goal_handle.request
+        result = Evaluate.Result(model_id=goal.model_id)
+
+        def fail(code, message):
+            result.success, result.error_code, result.message = False, code, message
+            self.get_logger().warning(f'evaluate goal aborted: {message}')
+            goal_handle.abort()
+            return result
+
+        try:
+            with self._store_lock:
+                mf = self.store.load(goal.model_id, self.device)
+        except VersionError as exc:
+            return fail(Evaluate.Result.NO_MODEL, str(exc))
+        except ModelFileError as exc:
+            return fail(Evaluate.Result.MODEL_ERROR, str(exc))
+        result.model_id = mf.model_id
+
+        def progress(done, total):
+            goal_handle.publish_feedback(Evaluate.Feedback(
+                images_done=done, images_total=total, progress=done / max(total, 1)))
+
+        try:
+            review = evaluate_model(self.task, mf, goal.batch_size or 32, progress,
+                                    lambda: goal_handle.is_cancel_requested)
+        except DatasetError as exc:
+            return fail(Evaluate.Result.DATASET_ERROR, str(exc))
+        except Exception as exc:  # a bug must fail the goal, not kill the node
+            self.get_logger().error(f'evaluation failed: {exc!r}')
+            return fail(Evaluate.Result.INTERNAL_ERROR, f'evaluation failed: {exc!r}')
+        result.skipped = review.skipped
+        if review.cancelled:
+            result.error_code, result.message = Evaluate.Result.CANCELED, 'cancelled'
+            goal_handle.canceled()
+            return result
+        result.validation = evaluation_msg(review.validation)
+        result.training = evaluation_msg(review.training)
+        v, t = review.validation, review.training
+        acc = f'{v.accuracy:.3f}' if v.images else 'n/a'
+        result.success = True
+        parts = [f'model {mf.model_id}: validation accuracy {acc} on {v.images} image(s) it '
+                 'never trained on']
+        if t.images:
+            parts.append(f'training accuracy {t.accuracy:.3f} on its {t.images} training '
+                         'image(s) (not held out)')
+        parts += review.notes
+        if review.skipped:
+            parts.append(f'{review.skipped} unreadable file(s) skipped')
+        result.message = '; '.join(parts)
+        goal_handle.succeed()
+        self.get_logger().info(f'{result.message}\n{format_confusion(v)}')
+        return result
 
 
 def main(args=None):
-    run_node(TrainerNode, args, executor_factory=MultiThreadedExecutor)
+    # train and evaluate goals may each hold a thread for minutes: enough threads remain for
+    # the services and the action protocol (the default is the CPU count, 2 on a small board)
+    run_node(TrainerNode, args,
+             executor_factory=lambda: MultiThreadedExecutor(num_threads=6))
 
 
 if __name__ == '__main__':
