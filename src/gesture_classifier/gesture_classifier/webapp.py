@@ -26,6 +26,8 @@ Routes (all behind :class:`Guard`)::
     POST /api/delete       {"id": str}      -> delete_samples of one sample shown on the page
     POST /api/undo         {"label": str}   -> undo_collect of the newest sample of a class
     POST /api/restore      {}               -> restore_samples of the last delete / undo
+    POST /api/evaluate     {}               -> the evaluate action on the current model
+    POST /api/models/select {"model_id": str} -> select_model (one of the ``models`` list)
     GET  /thumb/{id}       a small JPEG of a sample shown on the page (ids are opaque; only
                            samples the collector reported can be shown)
 
@@ -129,6 +131,8 @@ class Backend(Protocol):
     async def delete_sample(self, path: str) -> dict[str, Any]: ...
     async def undo(self, label: str) -> dict[str, Any]: ...
     async def restore(self) -> dict[str, Any]: ...
+    async def select_model(self, model_id: str) -> dict[str, Any]: ...
+    async def evaluate(self) -> dict[str, Any]: ...
     def sample_path(self, sample_id: str) -> Path | None: ...
     def dataset_dir(self) -> Path: ...
 
@@ -566,6 +570,11 @@ def make_app(config: WebConfig, backend: Backend, frames: FrameHub, state: Signa
     async def undo(label: str):
         return await backend.undo(known_label(label))
 
+    async def select_model(model_id: str):
+        if not 1 <= len(model_id) <= 200:
+            raise RequestError('model_id must be 1..200 characters')
+        return await backend.select_model(model_id)
+
     async def thumb(request: web.Request) -> web.Response:
         path = backend.sample_path(request.match_info['id'])
         if path is None:
@@ -598,5 +607,7 @@ def make_app(config: WebConfig, backend: Backend, frames: FrameHub, state: Signa
     app.router.add_post('/api/delete', api({'id': str}, delete))
     app.router.add_post('/api/undo', api({'label': str}, undo))
     app.router.add_post('/api/restore', api({}, backend.restore))
+    app.router.add_post('/api/models/select', api({'model_id': str}, select_model))
+    app.router.add_post('/api/evaluate', api({}, backend.evaluate))
     app.router.add_get('/thumb/{id}', thumb)
     return app

@@ -277,6 +277,118 @@ function drawChart(history) {
   g.fillStyle = '#5f6878'; g.fillText(`epoch 1..${n}`, w - pad - 70, h - 6);
 }
 
+// -- evaluation: per split, accuracy, per-class precision / recall, confusion matrix -------------
+function splitBlock(ev, title) {
+  const box = el('div', 'split');
+  box.dataset.split = ev.split;
+  const acc = ev.accuracy >= 0 ? ev.accuracy.toFixed(2) : '-';
+  box.append(el('h3', '', `${title}: accuracy ${acc} on ${ev.images} images`));
+  const n = ev.class_names.length;
+  const table = el('table', 'confusion');
+  const head = el('tr');
+  head.append(el('th', '', 'true \\ predicted'), ...ev.class_names.map((c) => el('th', '', c)),
+    el('th', '', 'recall'));
+  table.append(head);
+  ev.class_names.forEach((c, i) => {
+    const tr = el('tr');
+    tr.append(el('th', '', c));
+    for (let j = 0; j < n; j += 1) {
+      const td = el('td', i === j ? 'diag' : (ev.confusion[i * n + j] ? 'off' : ''),
+        String(ev.confusion[i * n + j]));
+      tr.append(td);
+    }
+    tr.append(el('td', 'muted', ev.recall[i] >= 0 ? ev.recall[i].toFixed(2) : '-'));
+    table.append(tr);
+  });
+  const prec = el('tr');
+  prec.append(el('th', '', 'precision'),
+    ...ev.precision.map((p) => el('td', 'muted', p >= 0 ? p.toFixed(2) : '-')), el('td'));
+  table.append(prec);
+  const wrap = el('div', 'table-wrap');
+  wrap.append(table);
+  box.append(wrap);
+  if (ev.misclassified.length) {
+    box.append(el('p', 'muted', `misclassified: ${ev.misclassified_total}`
+      + (ev.misclassified_total > ev.misclassified.length ? ` (first ${ev.misclassified.length} shown)` : '')));
+    const strip = el('div', 'thumbs');
+    for (const m of ev.misclassified) {
+      const fig = el('figure', 'thumb wrong');
+      const img = el('img');
+      img.src = `/thumb/${encodeURIComponent(m.id)}`;
+      img.alt = `${m.label} sample predicted ${m.predicted}`;
+      img.width = 64; img.height = 48;
+      fig.append(img, el('figcaption', '', `${m.label} → ${m.predicted} ${m.confidence.toFixed(2)}`));
+      strip.append(fig);
+    }
+    box.append(strip);
+  }
+  return box;
+}
+
+let evalKey = '';
+function renderEvaluation(s) {
+  const e = s.evaluation;
+  const running = ['sending', 'running'].includes(e.state);
+  $('evaluate').disabled = running;
+  $('eval-progress').value = e.progress || 0;
+  const status = $('eval-status');
+  status.dataset.state = e.state;
+  let source = null;
+  if (e.state === 'succeeded') {
+    source = e;
+    status.textContent = `model ${e.model_id}, evaluated now`;
+  } else if (e.state !== 'idle') {
+    status.textContent = running ? `evaluating: ${e.images_done || 0}/${e.images_total || '?'} images`
+      : `${e.state}: ${e.message || ''}`;
+  }
+  if (!source && s.training.evaluation && s.training.state === 'succeeded') {
+    source = s.training.evaluation;
+    if (e.state === 'idle') status.textContent = `model ${s.training.model_id}, at the end of its training`;
+  }
+  const key = JSON.stringify(source);
+  if (key === evalKey) return;
+  evalKey = key;
+  const blocks = [];
+  if (source && source.validation) blocks.push(splitBlock(source.validation, 'validation (held out)'));
+  if (source && source.training) blocks.push(splitBlock(source.training, 'training images (not held out)'));
+  $('eval-splits').replaceChildren(...blocks);
+}
+
+// -- model versions ------------------------------------------------------------------------------
+let modelsKey = '';
+function renderModels(m) {
+  const key = JSON.stringify(m);
+  if (key === modelsKey) return;
+  modelsKey = key;
+  const table = $('models');
+  if (!m || !m.models.length) { table.replaceChildren(); return; }
+  $('models-status').textContent = `${m.models.length} kept; in use: ${m.current_model_id || 'none'}`;
+  const head = el('tr');
+  head.append(...['model', 'created', 'epochs', 'val acc', ''].map((t) => el('th', '', t)));
+  const rows = m.models.map((info) => {
+    const tr = el('tr');
+    tr.dataset.modelId = info.model_id;
+    const current = info.model_id === m.current_model_id;
+    const use = current ? el('span', 'badge', 'in use') : el('button', 'use secondary', 'Use');
+    if (!current) {
+      use.type = 'button';
+      use.addEventListener('click', async () => {
+        use.disabled = true;
+        const r = await post('/api/models/select', { model_id: info.model_id });
+        if (r) toast(`using model ${info.model_id}`); else use.disabled = false;
+      });
+    }
+    const epochs = info.saved_epoch && info.saved_epoch !== info.total_epochs
+      ? `${info.total_epochs} (best ${info.saved_epoch})` : String(info.total_epochs);
+    const cell = el('td');
+    cell.append(use);
+    tr.append(el('td', 'id', info.model_id), el('td', 'muted', info.created.replace('T', ' ').slice(0, 19)),
+      el('td', '', epochs), el('td', '', info.val_accuracy >= 0 ? info.val_accuracy.toFixed(2) : '-'), cell);
+    return tr;
+  });
+  table.replaceChildren(head, ...rows);
+}
+
 function renderNotices(list) {
   $('notices').replaceChildren(...list.slice().reverse().map((n) => {
     const when = new Date(n.time * 1000).toLocaleTimeString();
@@ -293,6 +405,8 @@ function render(s) {
   renderCamera(s.camera);
   renderSamples(s);
   renderTraining(s.training);
+  renderEvaluation(s);
+  renderModels(s.models);
   renderNotices(s.notices);
 }
 
@@ -319,6 +433,9 @@ document.addEventListener('DOMContentLoaded', () => {
     if (!Number.isInteger(epochs) || epochs < 1) { toast('epochs must be a whole number >= 1', true); return; }
     const start = $('start').value;
     if (await post('/api/train', { epochs, start })) toast(`training ${epochs} epochs`);
+  });
+  $('evaluate').addEventListener('click', async () => {
+    if (await post('/api/evaluate', {})) toast('evaluating the current model');
   });
   $('restore').addEventListener('click', async () => {
     const r = await post('/api/restore', {});

@@ -14,8 +14,9 @@ Uses (names relative, so a namespace or remap moves them):
         ``model`` and ``dataset`` (latched), ``/parameter_events`` (the camera's ``source``)
         and ``/rosout`` (warnings and errors of the four nodes, shown as notices);
     calls ``collect``, ``record``, ``delete_samples``, ``undo_collect``, ``restore_samples``,
-        ``camera/set_parameters``, ``camera/get_parameters`` and the ``train`` action (goals
-        sent by the page can be cancelled from it).
+        ``select_model``, ``camera/set_parameters``, ``camera/get_parameters`` and the
+        ``train`` (goals sent by the page can be cancelled from it) and ``evaluate`` actions;
+        subscribes ``models`` (latched) too.
 
 The one file access: to show thumbnails it reads (never writes) sample images whose paths
 the collector reported (``collect`` / ``record`` answers, the ``dataset`` topic), only
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import hashlib
 import socket
 import threading
@@ -49,9 +51,10 @@ from pathlib import Path
 
 from action_msgs.msg import GoalStatus
 from aiohttp import web
-from gesture_interfaces.action import Train
-from gesture_interfaces.msg import DatasetState, ModelInfo, Prediction
-from gesture_interfaces.srv import Collect, DeleteSamples, Record, RestoreSamples, UndoCollect
+from gesture_interfaces.action import Evaluate, Train
+from gesture_interfaces.msg import DatasetState, ModelInfo, ModelList, Prediction
+from gesture_interfaces.srv import (Collect, DeleteSamples, Record, RestoreSamples,
+                                    SelectModel, UndoCollect)
 from rcl_interfaces.msg import Log, ParameterEvent
 from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.action import ActionClient
@@ -78,9 +81,65 @@ UNWATCHED_S = 5.0
 SAMPLES_SHOWN = 6
 
 
+#: Misclassified samples of one evaluation the page shows.
+MISCLASSIFIED_SHOWN = 12
+
+
+def evaluation_dict(ev) -> dict | None:
+    """JSON of a gesture_interfaces/msg/Evaluation (None when it is empty); misclassified
+    samples by their page ids (:func:`sample_id`), with the paths kept under ``_paths``."""
+    if not ev.split:
+        return None
+    paths = list(ev.misclassified_paths[:MISCLASSIFIED_SHOWN])
+    return {
+        'split': ev.split, 'images': int(ev.images), 'accuracy': round(float(ev.accuracy), 4),
+        'loss': round(float(ev.loss), 4), 'class_names': list(ev.class_names),
+        'precision': [round(float(x), 4) for x in ev.precision],
+        'recall': [round(float(x), 4) for x in ev.recall],
+        'support': [int(x) for x in ev.support], 'confusion': [int(x) for x in ev.confusion],
+        'misclassified_total': len(ev.misclassified_paths),
+        'misclassified': [{'id': sample_id(p), 'label': Path(p).parent.name,
+                           'predicted': pred, 'confidence': round(float(conf), 3)}
+                          for p, pred, conf in zip(paths, ev.misclassified_predicted,
+                                                   ev.misclassified_confidence)],
+        '_paths': paths}
+
+
+def model_dict(info: ModelInfo) -> dict:
+    """The figures of a model version the page lists."""
+    return {'model_id': info.model_id, 'created': info.created,
+            'parent_model_id': info.parent_model_id, 'total_epochs': int(info.total_epochs),
+            'saved_epoch': int(info.saved_epoch), 'pretrained': bool(info.pretrained),
+            'train_accuracy': round(float(info.train_accuracy), 4),
+            'val_accuracy': round(float(info.val_accuracy), 4),
+            'train_images': int(info.train_images), 'val_images': int(info.val_images),
+            'recipe': info.recipe}
+
+
+def public(value):
+    """``value`` without the keys starting with '_' (kept for the node, not sent)."""
+    if isinstance(value, dict):
+        return {k: public(v) for k, v in value.items() if not k.startswith('_')}
+    if isinstance(value, list):
+        return [public(v) for v in value]
+    return value
+
+
 def sample_id(path: str) -> str:
     """The page's opaque id of a sample path (the page never sees or sends paths)."""
     return hashlib.sha256(path.encode()).hexdigest()[:16]
+
+
+def guarded(callback):
+    """A ROS callback that logs what it raises instead of ending the node (a node never dies
+    from a message it was sent)."""
+    @functools.wraps(callback)
+    def run(self, *args):
+        try:
+            return callback(self, *args)
+        except Exception as exc:  # logged, the node goes on
+            self.get_logger().error(f'{callback.__name__} failed: {exc!r}')
+    return run
 
 
 def asset_folder() -> Path:
@@ -147,6 +206,9 @@ class WebNode(Node):
         self._stale = False
         self._notices: collections.deque[dict] = collections.deque(maxlen=8)
         self._training: dict = {'state': 'idle', 'history': []}
+        self._models: dict | None = None      # the trainer's ModelList
+        self._evaluation: dict = {'state': 'idle'}
+        self._eval_goal = None
         self._goal = None              # the ClientGoalHandle of the page's running goal
         self._goal_busy = False        # a goal is being sent or runs (web loop only)
         self._frames: FrameHub | None = None
@@ -165,6 +227,8 @@ class WebNode(Node):
         self._undo = self.create_client(UndoCollect, 'undo_collect')
         self._restore = self.create_client(RestoreSamples, 'restore_samples')
         self._train = ActionClient(self, Train, 'train')
+        self._evaluate = ActionClient(self, Evaluate, 'evaluate')
+        self._select = self.create_client(SelectModel, 'select_model')
         ns = self.get_namespace().rstrip('/')
         self._camera_fqn = f'{ns}/camera'
         self._watched = {f'{ns}/{n}'.lstrip('/').replace('/', '.') for n in WATCHED_NODES}
@@ -174,6 +238,7 @@ class WebNode(Node):
                                  PREDICTION_QOS)
         self.create_subscription(ModelInfo, 'model', self._on_model, MODEL_QOS)
         self.create_subscription(DatasetState, 'dataset', self._on_dataset, LATCHED_QOS)
+        self.create_subscription(ModelList, 'models', self._on_models, LATCHED_QOS)
         self.create_subscription(ParameterEvent, '/parameter_events', self._on_parameters,
                                  QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE))
         self.create_subscription(Log, '/rosout', self._on_log, QoSProfile(
@@ -258,6 +323,7 @@ class WebNode(Node):
             self._changed.bump_threadsafe()
 
     # -- ROS callbacks (executor thread; each only stores and notifies) -----------------------
+    @guarded
     def _on_image(self, msg: Image) -> None:
         now = time.monotonic()
         with self._lock:
@@ -270,6 +336,7 @@ class WebNode(Node):
         if back:
             self._notify()
 
+    @guarded
     def _on_prediction(self, msg: Prediction) -> None:
         now = time.monotonic()
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
@@ -285,6 +352,7 @@ class WebNode(Node):
                 'inference_ms': round(msg.inference_time * 1000.0, 1)}
         self._notify()
 
+    @guarded
     def _on_model(self, info: ModelInfo) -> None:
         if info.task != self.task.name:
             return
@@ -294,6 +362,7 @@ class WebNode(Node):
                            'val_accuracy': round(float(info.val_accuracy), 4)}
         self._notify()
 
+    @guarded
     def _on_dataset(self, msg: DatasetState) -> None:
         if msg.task != self.task.name:
             return
@@ -311,6 +380,15 @@ class WebNode(Node):
             for label, path in zip(msg.class_names, msg.newest_paths):
                 if path and label in self._samples:
                     self._add_samples(label, [path])
+        self._notify()
+
+    @guarded
+    def _on_models(self, msg: ModelList) -> None:
+        if msg.task != self.task.name:
+            return
+        with self._lock:
+            self._models = {'current_model_id': msg.current_model_id,
+                            'models': [model_dict(m) for m in msg.models]}
         self._notify()
 
     def _add_samples(self, label: str, paths) -> None:
@@ -332,6 +410,7 @@ class WebNode(Node):
         for label, n in zip(self.classes, counts):
             self._counts[label] = int(n)
 
+    @guarded
     def _on_parameters(self, event: ParameterEvent) -> None:
         if event.node != self._camera_fqn:
             return
@@ -341,6 +420,7 @@ class WebNode(Node):
                     self._source = p.value.string_value
                 self._notify()
 
+    @guarded
     def _on_log(self, msg: Log) -> None:
         if msg.level < Log.WARN or msg.name not in self._watched:
             return
@@ -372,6 +452,7 @@ class WebNode(Node):
                     self._stale = False
                 self._notify()
 
+    @guarded
     def _tick(self) -> None:
         """Frames only while watched, input staleness, and the camera's source once its
         parameter service answers."""
@@ -388,6 +469,7 @@ class WebNode(Node):
             future = self._get_params.call_async(GetParameters.Request(names=['source']))
             future.add_done_callback(self._on_source_answer)
 
+    @guarded
     def _on_source_answer(self, future) -> None:
         self._asked_source = False
         try:
@@ -424,7 +506,9 @@ class WebNode(Node):
                            'watched': self._image_sub is not None,
                            'fps': round(camera_fps, 1),
                            'size': list(self._frame_size) if self._frame_size else None},
-                'training': training,
+                'training': public(training),
+                'evaluation': public(self._evaluation),
+                'models': dict(self._models) if self._models else None,
                 'dataset': dict(self._dataset) if self._dataset else None,
                 'samples': {label: [sample_id(p) for p in paths]
                             for label, paths in self._samples.items()},
@@ -538,13 +622,74 @@ class WebNode(Node):
                     self._add_samples(label, [path])
         return {'restored': len(res.restored), 'message': res.message}
 
+    async def select_model(self, model_id: str) -> dict:
+        with self._lock:
+            known = {m['model_id'] for m in (self._models or {}).get('models', [])}
+        if model_id not in known:
+            raise BackendError('no such model in the trainer\'s list', 404)
+        self._require(self._select.service_is_ready(), 'the select_model service', 'trainer')
+        res = await self._ros(self._select.call_async(SelectModel.Request(model_id=model_id)),
+                              'select model')
+        if not res.success:
+            raise BackendError(res.message)
+        return {'model_id': model_id, 'message': res.message}
+
+    async def evaluate(self) -> dict:
+        """Evaluate the current model (the trainer's ``evaluate`` action, in the
+        background: progress and figures arrive with the state)."""
+        if self._eval_goal is not None:
+            raise BackendError('an evaluation from this page is still running')
+        self._require(self._evaluate.server_is_ready(), 'the evaluate action', 'trainer')
+        with self._lock:
+            self._evaluation = {'state': 'sending'}
+        handle = await self._ros(self._evaluate.send_goal_async(
+            Evaluate.Goal(model_id='', batch_size=0), feedback_callback=self._on_eval_feedback),
+            'send the evaluate goal')
+        if not handle.accepted:
+            message = 'the trainer rejected the evaluation (it is busy: a goal runs)'
+            with self._lock:
+                self._evaluation = {'state': 'rejected', 'message': message}
+            raise BackendError(message)
+        self._eval_goal = handle
+        with self._lock:
+            self._evaluation['state'] = 'running'
+        handle.get_result_async().add_done_callback(self._on_eval_result)
+        return {'accepted': True}
+
+    @guarded
+    def _on_eval_feedback(self, msg) -> None:
+        fb = msg.feedback
+        with self._lock:
+            self._evaluation.update(progress=round(float(fb.progress), 4),
+                                    images_done=int(fb.images_done),
+                                    images_total=int(fb.images_total))
+        self._notify()
+
+    @guarded
+    def _on_eval_result(self, future) -> None:
+        try:
+            r = future.result().result
+            outcome = {'state': 'succeeded' if r.success else 'failed', 'message': r.message,
+                       'model_id': r.model_id, 'progress': 1.0 if r.success else 0.0,
+                       'validation': evaluation_dict(r.validation),
+                       'training': evaluation_dict(r.training), 'skipped': int(r.skipped)}
+        except Exception as exc:  # the trainer went away
+            outcome = {'state': 'failed', 'message': f'no result: {exc}'}
+        with self._lock:
+            self._evaluation = outcome
+        self._eval_goal = None
+        self._notify()
+
     def sample_path(self, sid: str) -> Path | None:
         """The path of a sample shown on the page, by its id; None for any other id."""
         with self._lock:
-            for shown in self._samples.values():
-                for path in shown:
-                    if sample_id(path) == sid:
-                        return Path(path)
+            shown = [p for paths in self._samples.values() for p in paths]
+            for ev in (self._evaluation, self._training.get('evaluation') or {}):
+                for split in ('validation', 'training'):
+                    shown += (ev.get(split) or {}).get('_paths', [])
+        for path in shown:
+            if sample_id(path) == sid:
+                return Path(path)
         return None
 
     def dataset_dir(self) -> Path:
@@ -604,6 +749,7 @@ class WebNode(Node):
                 self._training['state'] = 'canceling'
         return {'canceling': accepted}
 
+    @guarded
     def _on_feedback(self, msg) -> None:
         fb = msg.feedback
         with self._lock:
@@ -620,6 +766,7 @@ class WebNode(Node):
                      loss=round(float(fb.loss), 4), accuracy=round(float(fb.accuracy), 4))
         self._notify()
 
+    @guarded
     def _on_result(self, future) -> None:
         try:
             response = future.result()
@@ -629,7 +776,11 @@ class WebNode(Node):
                        'train_accuracy': round(float(r.train_accuracy), 4),
                        'val_accuracy': round(float(r.val_accuracy), 4),
                        'train_images': int(r.train_images), 'val_images': int(r.val_images),
-                       'pretrained': bool(r.pretrained)}
+                       'pretrained': bool(r.pretrained), 'continued': bool(r.continued),
+                       'parent_model_id': r.parent_model_id,
+                       'total_epochs': int(r.total_epochs), 'saved_epoch': int(r.saved_epoch),
+                       'evaluation': {'validation': evaluation_dict(r.validation),
+                                      'training': evaluation_dict(r.training)}}
         except Exception as exc:  # the trainer went away
             outcome = {'state': 'failed', 'message': f'no result: {exc}'}
         with self._lock:
