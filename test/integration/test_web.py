@@ -121,7 +121,8 @@ def web(tmp_path_factory):
                               rate=15.0, loop=True, reopen_delay=0.2),
         trainer=dict(val_fraction=0.25, initial_weights=weights))
     overrides['web'] = dict(data_dir=str(data_dir), task='thumbs', classes=list(CLASSES),
-                            port=0, camera_sources=[str(THUMBS / c) for c in CLASSES])
+                            port=0, camera_sources=[str(THUMBS / c) for c in CLASSES] +
+                            [str(tmp / 'no_such_camera')])
     log = tmp / 'nodes.log'
     with running_graph(overrides, data_dir, log, names=[*NODES, 'web']) as system:
         system.client.wait_for_image(timeout=30)
@@ -386,6 +387,23 @@ def test_messages_are_shown_as_text_never_as_markup(web, page):
     assert '<b>bold</b>' in page.text_content('#toast')
     assert page.locator('#toast img, #toast b').count() == 0
     assert page.evaluate('window.pwned') is None
+
+
+def test_lost_camera_shows_as_stale_input_and_a_notice(web, page):
+    wait_js(page, "document.getElementById('video').naturalWidth > 0", 30)
+    page.select_option('#source', str(web.data_dir.parent / 'no_such_camera'))
+    page.click('#switch')
+    try:
+        page.wait_for_selector('#stale:not([hidden])', timeout=20000)
+        assert 'stale' in page.text_content('#stale')
+        assert page.text_content('#overlay') == '', 'an old prediction is shown as live'
+        # the camera's warning reaches the page through /rosout
+        page.wait_for_selector('#notices li.error:has-text("camera")', timeout=20000)
+    finally:
+        page.select_option('#source', str(THUMBS / 'thumbs_up'))
+        page.click('#switch')
+    page.wait_for_selector('#stale', state='hidden', timeout=20000)
+    web.alive()
 
 
 def test_sros2_policy_names_exactly_the_web_nodes_interfaces(web):
