@@ -3,7 +3,7 @@
 # bench/results/<UTC time>.json and bench/results/latest.json (see bench/README.md).
 #   scripts/bench.sh                      # all sections, about 4 minutes on 2 cores
 #   scripts/bench.sh --quick              # shorter windows, about 2 minutes
-#   scripts/bench.sh --only classifier    # one section (trainer, classifier, camera, collect,
+#   scripts/bench.sh --only classifier    # one section (trainer, classifier, camera, collect, web,
 #                                         # startup); repeatable
 #   scripts/bench.sh learning [--recipes ...]  # the learning benchmark (bench/learning.py):
 #                                         # accuracy on people the model never saw; about an hour

@@ -7,6 +7,7 @@
 #   2. point the wheels' CMake exports at this venv (scripts/fix_wheel_cmake_paths.py)
 #   3. colcon build of src/gesture_interfaces and src/gesture_classifier
 #   4. the demo (skip with --no-demo)
+#   0. before all that: Debian's chromium for the browser tests, when missing (apt, as root)
 # Idempotent: steps whose inputs did not change are skipped.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,6 +33,22 @@ pip_install() {
   "$1/bin/pip" install --disable-pip-version-check -q -r "$2" 2>&1 \
     | grep -v -e "is ignored: it is neither a file nor a directory" || true
 }
+
+# 0. Debian's chromium for the web page's browser tests (Playwright drives it; a browser
+# download with `playwright install` does not work on these machines). Only when missing; apt
+# needs root, so anyone else gets the command to run and those tests skip.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing chromium with apt (browser tests of the web page)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q chromium >/dev/null 2>&1 || \
+      { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; } || \
+      echo "setup: warning: apt-get install chromium failed; the browser tests will skip" >&2
+  else
+    echo "setup: chromium is missing and this is not root: run 'sudo apt-get install -y" \
+      "chromium' for the web page's browser tests (they skip without it)" >&2
+  fi
+fi
 
 # 1a. The model packages, once for all distributions (several GB: the CUDA build of torch).
 if other_python "$GC_ML_VENV"; then

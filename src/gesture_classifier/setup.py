@@ -1,8 +1,9 @@
 """ament_python package of the gesture_classifier nodes.
 
 The launch file and parameter files live at the top of the repository (``launch/``,
-``config/``) and the sample images in ``data/``; they are installed into this package's share
-directory so that ``ros2 launch gesture_classifier gesture_classifier.launch.py`` finds them.
+``config/``), the sample images in ``data/`` and the web page in ``web/``; they are installed
+into this package's share directory so that ``ros2 launch gesture_classifier
+gesture_classifier.launch.py`` finds them.
 """
 import os
 from pathlib import Path
@@ -35,6 +36,7 @@ setup(
         *_files(REPO / 'launch', '*.py'),
         *_files(REPO / 'config'),
         *_files(HERE / 'data'),
+        *_files(HERE / 'web'),
     ],
     install_requires=['setuptools'],
     zip_safe=True,
@@ -48,6 +50,7 @@ setup(
             'classifier = gesture_classifier.nodes.classifier:main',
             'collector = gesture_classifier.nodes.collector:main',
             'trainer = gesture_classifier.nodes.trainer:main',
+            'web = gesture_classifier.nodes.web:main',
             'bringup = gesture_classifier.bringup:main',
             'gesture_cli = gesture_classifier.cli:main',
             'demo = gesture_classifier.demo:main',

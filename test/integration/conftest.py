@@ -127,11 +127,12 @@ def system(tmp_path_factory):
 
 
 @contextlib.contextmanager
-def running_graph(overrides: dict, data_dir: Path, log: Path):
-    """All four nodes with ``overrides``, logging to ``log``, and a connected client that
-    keeps camera images; everything is stopped afterwards and the log tail printed."""
+def running_graph(overrides: dict, data_dir: Path, log: Path, names=tuple(NODES)):
+    """The nodes ``names`` (default: the four of the system) with ``overrides``, logging to
+    ``log``, and a connected client that keeps camera images; everything is stopped afterwards
+    and the log tail printed."""
     with open(log, 'w') as out:
-        nodes = start_nodes(NODES, overrides, out)
+        nodes = start_nodes(names, overrides, out)
         try:
             client = connect([nodes], log)
             try:
@@ -217,3 +218,52 @@ def probe_model(path: Path, confidence: float = 0.9, model_id: str = 'probe-1') 
         fc.bias.copy_(torch.tensor([b, -b]))
     net.fc = fc
     return save_model(ModelFile(net, CLASSES, spec, task='thumbs', model_id=model_id), path)
+
+
+def _policy(node: str):
+    import xml.etree.ElementTree as ET
+    root = ET.parse(POLICY).getroot()
+    assert root.tag == 'policy' and root.get('version') == '0.2.0'
+    enclaves = {e.get('path'): e for e in root.iter('enclave')}
+    profile = enclaves[f'/gesture_classifier/{node}'].find('profiles/profile')
+    assert profile.get('node') == node and profile.get('ns') == '/'
+
+    def names(tag, attr, value, child):
+        out = set()
+        for group in profile.findall(tag):
+            if group.get(attr) == value:
+                for item in group.findall(child):
+                    text = item.text.strip()
+                    out.add(f'/{node}/{text[2:]}' if text.startswith('~/') else '/' + text)
+        return out
+
+    return (names('topics', 'publish', 'ALLOW', 'topic'),
+            names('topics', 'subscribe', 'ALLOW', 'topic'),
+            names('services', 'reply', 'ALLOW', 'service'),
+            names('actions', 'execute', 'ALLOW', 'action'),
+            names('services', 'request', 'ALLOW', 'service'),
+            names('actions', 'call', 'ALLOW', 'action'))
+
+
+def assert_policy_matches_graph(graph, node: str) -> None:
+    """The SROS2 policy's enclave of ``node`` allows exactly the topics, services and actions
+    the running node has on the graph (seen by the rclpy node ``graph``)."""
+    pub = {t for t, _ in graph.get_publisher_names_and_types_by_node(node, '/')}
+    sub = {t for t, _ in graph.get_subscriber_names_and_types_by_node(node, '/')}
+    srv = {t for t, _ in graph.get_service_names_and_types_by_node(node, '/')}
+    cli = {t for t, _ in graph.get_client_names_and_types_by_node(node, '/')}
+    p_pub, p_sub, p_srv, p_actions, p_cli, p_calls = _policy(node)
+    action_services = ('send_goal', 'cancel_goal', 'get_result')
+    for action in p_actions:  # an action server is 3 services and 2 topics on the graph
+        p_srv |= {f'{action}/_action/{s}' for s in action_services}
+        p_pub |= {f'{action}/_action/{t}' for t in ('feedback', 'status')}
+    for action in p_calls:  # ... and an action client 3 clients and 2 subscriptions
+        p_cli |= {f'{action}/_action/{s}' for s in action_services}
+        p_sub |= {f'{action}/_action/{t}' for t in ('feedback', 'status')}
+    assert pub == p_pub
+    # image_transport: a node subscribes image_raw or image_raw/compressed (its parameter
+    # image_transport, raw here); the policy allows both.
+    assert sub <= p_sub and p_sub - sub <= {'/image_raw/compressed'}
+    assert cli == p_cli
+    # get_type_description exists from Jazzy on; the policy may allow it on Humble too.
+    assert srv <= p_srv and p_srv - srv <= {f'/{node}/get_type_description'}

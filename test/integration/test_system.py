@@ -19,7 +19,7 @@ from gesture_classifier.model import load_model
 from gesture_classifier.nodes.common import IMAGE_PUB_QOS, IMAGE_SUB_QOS, MODEL_QOS
 from gesture_classifier.training import DEFAULT_RECIPE
 
-from .conftest import CLASSES, THUMBS, VIDEO, stamp, use_source
+from .conftest import CLASSES, THUMBS, VIDEO, assert_policy_matches_graph, stamp, use_source
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -367,46 +367,9 @@ def test_collect_bursts_are_rate_limited_and_acknowledged_samples_are_on_disk(sy
 
 
 # -- the SROS2 policy names exactly what the nodes use -------------------------------------------
-def _policy(node: str):
-    import xml.etree.ElementTree as ET
-    from .conftest import POLICY
-    root = ET.parse(POLICY).getroot()
-    assert root.tag == 'policy' and root.get('version') == '0.2.0'
-    enclaves = {e.get('path'): e for e in root.iter('enclave')}
-    profile = enclaves[f'/gesture_classifier/{node}'].find('profiles/profile')
-    assert profile.get('node') == node and profile.get('ns') == '/'
-
-    def names(tag, attr, value, child):
-        out = set()
-        for group in profile.findall(tag):
-            if group.get(attr) == value:
-                for item in group.findall(child):
-                    text = item.text.strip()
-                    out.add(f'/{node}/{text[2:]}' if text.startswith('~/') else '/' + text)
-        return out
-
-    return (names('topics', 'publish', 'ALLOW', 'topic'),
-            names('topics', 'subscribe', 'ALLOW', 'topic'),
-            names('services', 'reply', 'ALLOW', 'service'),
-            names('actions', 'execute', 'ALLOW', 'action'))
-
-
 @pytest.mark.parametrize('node', ['camera', 'collector', 'trainer', 'classifier'])
 def test_sros2_policy_names_exactly_the_interfaces_on_the_graph(system, node):
-    graph = system.client.node
-    pub = {t for t, _ in graph.get_publisher_names_and_types_by_node(node, '/')}
-    sub = {t for t, _ in graph.get_subscriber_names_and_types_by_node(node, '/')}
-    srv = {t for t, _ in graph.get_service_names_and_types_by_node(node, '/')}
-    p_pub, p_sub, p_srv, p_actions = _policy(node)
-    for action in p_actions:  # an action server is 3 services and 2 topics on the graph
-        p_srv |= {f'{action}/_action/{s}' for s in ('send_goal', 'cancel_goal', 'get_result')}
-        p_pub |= {f'{action}/_action/{t}' for t in ('feedback', 'status')}
-    assert pub == p_pub
-    # image_transport: a node subscribes image_raw or image_raw/compressed (its parameter
-    # image_transport, raw here); the policy allows both.
-    assert sub <= p_sub and p_sub - sub <= {'/image_raw/compressed'}
-    # get_type_description exists from Jazzy on; the policy may allow it on Humble too.
-    assert srv <= p_srv and p_srv - srv <= {f'/{node}/get_type_description'}
+    assert_policy_matches_graph(system.client.node, node)
 
 
 def _garbage_model(folder):

@@ -10,7 +10,7 @@ import rclpy
 import yaml
 from rclpy.context import Context
 
-from gesture_classifier.bringup import NODES, parse_overrides, write_overrides
+from gesture_classifier.bringup import ALL_NODES, parse_overrides, write_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / 'config' / 'gesture_classifier.yaml'
@@ -21,19 +21,20 @@ SETUP = REPO / 'src' / 'gesture_classifier' / 'setup.py'
 def test_launch_file_is_valid_python_using_the_shared_node_list():
     tree = ast.parse(LAUNCH.read_text())
     names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
-    assert 'NODES' in names and 'generate_launch_description' in {
+    assert {'NODES', 'OPTIONAL_NODES', 'IfCondition'} <= names and \
+        'generate_launch_description' in {
         f.name for f in tree.body if isinstance(f, ast.FunctionDef)}
 
 
 def test_every_node_is_a_console_script():
     scripts = dict(re.findall(r"'(\w+) = (gesture_classifier\.nodes\.\w+):main'",
                               SETUP.read_text()))
-    assert scripts == NODES
+    assert scripts == ALL_NODES
 
 
 def test_parameter_file_sections():
     doc = yaml.safe_load(CONFIG.read_text())
-    assert set(doc) == {'/**'} | {f'/**/{n}' for n in NODES}
+    assert set(doc) == {'/**'} | {f'/**/{n}' for n in ALL_NODES}
     assert doc['/**']['ros__parameters']['classes'] == ['thumbs_up', 'thumbs_down']
 
 
@@ -44,12 +45,13 @@ def test_parameter_file_only_sets_declared_parameters(tmp_path):
     from gesture_classifier.nodes.classifier import ClassifierNode
     from gesture_classifier.nodes.collector import CollectorNode
     from gesture_classifier.nodes.trainer import TrainerNode
+    from gesture_classifier.nodes.web import WebNode
     classes = {'camera': CameraNode, 'collector': CollectorNode, 'trainer': TrainerNode,
-               'classifier': ClassifierNode}
+               'classifier': ClassifierNode, 'web': WebNode}
     doc = yaml.safe_load(CONFIG.read_text())
     overrides = write_overrides({n: {'data_dir': str(tmp_path), 'source': str(tmp_path)}
                                  if n == 'camera' else {'data_dir': str(tmp_path)}
-                                 for n in NODES}, tmp_path)
+                                 for n in ALL_NODES}, tmp_path)
     for name, cls in classes.items():
         ctx = Context()
         rclpy.init(args=['--ros-args', '--params-file', str(CONFIG), '--params-file',
@@ -69,7 +71,8 @@ def test_bringup_overrides_parse_yaml_values():
                             'camera.source=/dev/video1', '*.task=fingers']) == {
         'camera': {'rate': 10.0, 'loop': False, 'source': '/dev/video1', 'task': 'fingers'},
         'trainer': {'seed': 3, 'task': 'fingers'},
-        'collector': {'task': 'fingers'}, 'classifier': {'task': 'fingers'}}
+        'collector': {'task': 'fingers'}, 'classifier': {'task': 'fingers'},
+        'web': {'task': 'fingers'}}
     with pytest.raises(ValueError, match='unknown node'):
         parse_overrides(['cam.rate=1'])
     with pytest.raises(ValueError, match='NODE.PARAM=VALUE'):

@@ -1,10 +1,10 @@
-"""Start the four nodes as separate processes with one parameter file, without ``launch``.
+"""Start the nodes as separate processes with one parameter file, without ``launch``.
 
 This is what ``ros2 launch gesture_classifier gesture_classifier.launch.py`` does on a robot,
 for machines where the ``launch`` package is missing (see the README)::
 
     bringup --params-file config/gesture_classifier.yaml [--namespace ns] \
-        [--set camera.source=/path/to/images] [--nodes camera classifier]
+        [--set camera.source=/path/to/images] [--nodes camera classifier] [--no-web]
 
 Each node runs as ``python -m gesture_classifier.nodes.<name> --ros-args -r __node:=<name>
 --params-file <file> [--params-file <overrides>]``, the arguments launch_ros passes. Ctrl-C
@@ -25,16 +25,20 @@ import yaml
 
 from .middleware import config_file
 
-__all__ = ['NODES', 'enclave', 'node_command', 'write_overrides', 'parse_overrides',
-           'default_params_file', 'NodeGroup', 'main']
+__all__ = ['NODES', 'OPTIONAL_NODES', 'ALL_NODES', 'enclave', 'node_command',
+           'write_overrides', 'parse_overrides', 'default_params_file', 'NodeGroup', 'main']
 
-#: Node name -> module; the launch file starts the same names as executables.
+#: The system's nodes, name -> module; the launch file starts the same names as executables.
 NODES = {
     'camera': 'gesture_classifier.nodes.camera',
     'collector': 'gesture_classifier.nodes.collector',
     'trainer': 'gesture_classifier.nodes.trainer',
     'classifier': 'gesture_classifier.nodes.classifier',
 }
+#: Optional nodes, started too unless switched off (launch argument ``web:=false``,
+#: ``bringup --no-web``): the web page, a client of the nodes above.
+OPTIONAL_NODES = {'web': 'gesture_classifier.nodes.web'}
+ALL_NODES = {**NODES, **OPTIONAL_NODES}
 
 
 def default_params_file() -> Path:
@@ -50,9 +54,9 @@ def enclave(name: str) -> str:
 
 def node_command(name: str, params_files: list[str | os.PathLike],
                  namespace: str = '') -> list[str]:
-    """Command line that starts node ``name`` (a key of NODES); later parameter files override
-    earlier ones."""
-    cmd = [sys.executable, '-m', NODES[name], '--ros-args', '-r', f'__node:={name}',
+    """Command line that starts node ``name`` (a key of ALL_NODES); later parameter files
+    override earlier ones."""
+    cmd = [sys.executable, '-m', ALL_NODES[name], '--ros-args', '-r', f'__node:={name}',
            '--enclave', enclave(name)]
     if namespace:
         cmd += ['-r', f'__ns:=/{namespace.strip("/")}']
@@ -133,10 +137,10 @@ def parse_overrides(items: list[str]) -> dict[str, dict]:
         node, dot, param = key.partition('.')
         if not sep or not dot or not param:
             raise ValueError(f'--set expects NODE.PARAM=VALUE, got {item!r}')
-        nodes = list(NODES) if node == '*' else [node]
+        nodes = list(ALL_NODES) if node == '*' else [node]
         for n in nodes:
-            if n not in NODES:
-                raise ValueError(f'unknown node {n!r} in --set; nodes: {", ".join(NODES)}')
+            if n not in ALL_NODES:
+                raise ValueError(f'unknown node {n!r} in --set; nodes: {", ".join(ALL_NODES)}')
             out.setdefault(n, {})[param] = _yaml_value(value)
     return out
 
@@ -155,7 +159,9 @@ def main(argv=None) -> int:
                         help='parameter file (default: the package\'s '
                              'config/gesture_classifier.yaml)')
     parser.add_argument('--namespace', default='', help='namespace of all nodes')
-    parser.add_argument('--nodes', nargs='+', choices=list(NODES), default=list(NODES))
+    parser.add_argument('--nodes', nargs='+', choices=list(ALL_NODES), default=list(ALL_NODES))
+    parser.add_argument('--no-web', action='store_true',
+                        help='do not start the web node (the page at http://127.0.0.1:8080/)')
     parser.add_argument('--set', action='append', default=[], metavar='NODE.PARAM=VALUE',
                         help="override a parameter, e.g. camera.source=/dev/video1 "
                              "('*' for every node)")
@@ -164,6 +170,8 @@ def main(argv=None) -> int:
         overrides = parse_overrides(args.set)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.no_web:
+        args.nodes = [n for n in args.nodes if n != 'web']
     params = args.params_file or default_params_file()
     print(f'bringup: starting {", ".join(args.nodes)} with {params}', flush=True)
     stop = []

@@ -46,7 +46,8 @@ from sensor_msgs.msg import Image
 # before this process creates its first participant.
 from .nodes.common import IMAGE_SUB_QOS, LATCHED_QOS, NO_FRAME_YET, PREDICTION_QOS
 
-__all__ = ['ClientError', 'TrainStatus', 'TrainOutcome', 'EvaluateOutcome', 'GestureClient']
+__all__ = ['ClientError', 'TrainStatus', 'TrainOutcome', 'EvaluateOutcome', 'GestureClient',
+           'wait_future', 'set_parameters_request']
 
 
 class ClientError(RuntimeError):
@@ -110,6 +111,24 @@ class _Received:
         """The messages that arrived after the first ``total`` (those still kept)."""
         new = min(self.total - total, len(self.items))
         return list(self.items)[len(self.items) - new:] if new > 0 else []
+
+
+def set_parameters_request(**values) -> SetParameters.Request:
+    """A ``rcl_interfaces/srv/SetParameters`` request for ``name=value`` pairs (bool, int,
+    float; anything else is sent as a string)."""
+    req = SetParameters.Request()
+    for name, value in values.items():
+        pv = ParameterValue()
+        if isinstance(value, bool):
+            pv.type, pv.bool_value = ParameterType.PARAMETER_BOOL, value
+        elif isinstance(value, int):
+            pv.type, pv.integer_value = ParameterType.PARAMETER_INTEGER, value
+        elif isinstance(value, float):
+            pv.type, pv.double_value = ParameterType.PARAMETER_DOUBLE, value
+        else:
+            pv.type, pv.string_value = ParameterType.PARAMETER_STRING, str(value)
+        req.parameters.append(Parameter(name=name, value=pv))
+    return req
 
 
 class GestureClient:
@@ -288,18 +307,7 @@ class GestureClient:
                 self.node.destroy_client(client)
 
     def _set_parameters(self, client, node: str, timeout: float, values: dict) -> None:
-        req = SetParameters.Request()
-        for name, value in values.items():
-            pv = ParameterValue()
-            if isinstance(value, bool):
-                pv.type, pv.bool_value = ParameterType.PARAMETER_BOOL, value
-            elif isinstance(value, int):
-                pv.type, pv.integer_value = ParameterType.PARAMETER_INTEGER, value
-            elif isinstance(value, float):
-                pv.type, pv.double_value = ParameterType.PARAMETER_DOUBLE, value
-            else:
-                pv.type, pv.string_value = ParameterType.PARAMETER_STRING, str(value)
-            req.parameters.append(Parameter(name=name, value=pv))
+        req = set_parameters_request(**values)
         if not client.wait_for_service(timeout_sec=timeout):
             raise ClientError(f'{node} parameter service not available')
         res = wait_future(client.call_async(req), timeout, f'set {node} parameters')
