@@ -216,6 +216,8 @@ def summarise(runs: list[dict]) -> list[dict]:
 
 
 def format_table(rows: list[dict]) -> str:
+    if not rows:
+        return ''
     lines = ['| section | test set | recipe | weights | accuracy per seed | mean | worst | '
              'worst class recall | s/epoch |', '|' + '---|' * 9]
     for r in sorted(rows, key=lambda r: (SECTIONS.index(r['section']), r['test'],
@@ -342,7 +344,7 @@ def write_results(runs: list[dict], started: dt.datetime, args, recipes, seeds, 
     speed = speed_rows(runs)
     table = format_table(rows)
     if speed:
-        table += '\n\n' + format_speed(speed)
+        table = (table + '\n\n' if table else '') + format_speed(speed)
     finished = dt.datetime.now(dt.timezone.utc)
     out = {'started': started.isoformat(timespec='seconds'),
            'finished': finished.isoformat(timespec='seconds'), 'complete': complete,

@@ -39,15 +39,18 @@ from torchvision.transforms.v2 import functional as TF
 from gesture_classifier.client import GestureClient, TrainStatus
 from gesture_classifier.dataset import list_images
 from gesture_classifier.preprocess import IMAGENET_MEAN, IMAGENET_STD
-from gesture_classifier.training import TrainConfig
+from gesture_classifier.training import DLI, TrainConfig
 
 from .common import (CLASSES, TASK, BenchError, SectionResult, Settings, Workspace,
                      cpu_seconds, log, node_graph, summarize)
 from .report import Row, Target
 
 SECTION = 'trainer'
-#: The recipe's defaults (batch size, learning rate, validation share, seed, augmentation).
-RECIPE = TrainConfig(epochs=1)
+#: The DLI recipe (every layer, Adam, ColorJitter) with the trainer's defaults for batch size,
+#: validation share, seed and augmentation: what the plain loop below implements, and what the
+#: node is told to use (``recipe: dli``). The default recipe's epoch time against the DLI
+#: recipe's is the learning benchmark's ``speed`` section (bench/learning.py).
+RECIPE = TrainConfig(epochs=1, recipe=DLI)
 INPUT_SIZE = 224
 MAX_RATIO = 1.15
 
@@ -106,7 +109,7 @@ def plain_training(dataset_dir: Path, epochs: int, device: str) -> dict:
     torch.manual_seed(RECIPE.seed)
     model, pretrained = _resnet18(len(CLASSES))
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=RECIPE.learning_rate)
+    optimizer = torch.optim.Adam(model.parameters(), lr=RECIPE.lr)
     criterion = nn.CrossEntropyLoss()
     jitter = T.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.2)
     mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
@@ -156,8 +159,8 @@ def node_training(ws: Workspace, epochs: int, cfg: Settings) -> dict:
         ``first_feedback_s``, ``goal_s`` (sending to the result), ``feedback`` (count),
         ``node_cpu_cores`` (CPU seconds of the node / goal seconds), the goal's result.
     """
-    params = {'device': cfg.device, 'batch_size': RECIPE.batch_size,
-              'learning_rate': RECIPE.learning_rate, 'val_fraction': RECIPE.val_fraction,
+    params = {'device': cfg.device, 'batch_size': RECIPE.batch_size, 'recipe': 'dli',
+              'learning_rate': RECIPE.lr, 'val_fraction': RECIPE.val_fraction,
               'seed': RECIPE.seed, 'augment': RECIPE.augment, 'initial_weights': 'imagenet'}
     feedback: list[tuple[float, int, int, int]] = []
     with GestureClient() as client, \
