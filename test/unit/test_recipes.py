@@ -225,3 +225,16 @@ def test_recipe_presets():
     with pytest.raises(ValueError, match='presets: dli'):
         get_recipe('bogus')
     assert copy.deepcopy(DLI) == DLI
+
+
+def test_an_averaging_recipe_keeps_its_average_not_the_best_single_epoch(data):
+    """Picking one epoch by a validation split of the same people would undo the averaging;
+    the best epoch is still reported."""
+    recipe = RECIPES[DEFAULT_RECIPE]
+    assert recipe.average == 'swa'
+    torch.manual_seed(0)
+    model = create_model(2)
+    r = fit(model, data.images[:8], data.targets[:8], data.images[8:], data.targets[8:], SMALL,
+            TrainConfig(epochs=3, batch_size=4, recipe=recipe, keep_best=True))
+    assert r.saved_epoch == 3 and not r.best_selected and r.best_epoch >= 1
+    assert r.saved_val_accuracy == r.val_accuracy

@@ -493,9 +493,13 @@ def fit(model: nn.Module, train_images: torch.Tensor, train_targets: torch.Tenso
     < 1 that is then blended with the model at the end of the warm-up (:func:`wise_blend`).
     The returned validation accuracy is that of the final weights.
 
-    Best epoch: with ``cfg.keep_best`` and validation images, ``model`` ends holding the
-    best-validating weights (see TrainConfig.keep_best; the averaged weights count as the last
-    epoch's) and FitResult says which epoch that was.
+    Best epoch: with ``cfg.keep_best``, validation images and a recipe that does not average
+    weights (``average='none'``, ``wise_alpha=1``: ``dli``, ``layer4``, ``linear_probe``),
+    ``model`` ends holding the best-validating weights (see TrainConfig.keep_best) and
+    FitResult says which epoch that was. A recipe that averages (``generalise``) keeps its
+    average: the validation images come from the same people and rooms as the training
+    images, and picking one epoch by them undid the averaging that made the recipe recognise
+    new people (see the README's learning benchmark); the best epoch is still reported.
 
     Cancellation: ``should_stop`` is checked before every batch, so a stop takes effect within
     one batch; the returned FitResult then has ``cancelled=True`` and ``model`` is left as it
@@ -520,6 +524,7 @@ def fit(model: nn.Module, train_images: torch.Tensor, train_targets: torch.Tenso
     val_acc, train_acc = -1.0, 0.0
     val_loss, best, history = -1.0, None, {}  # best: (epoch, acc, loss, state or None)
     has_val = len(val_targets) > 0
+    keep_best = cfg.keep_best and recipe.average == 'none' and recipe.wise_alpha == 1
     for epoch in range(1, cfg.epochs + 1):
         trainable_parameters(model, recipe, head_only=epoch <= warmup)
         best_so_far = (best[0], best[1]) if best else (0, -1.0)
@@ -548,7 +553,7 @@ def fit(model: nn.Module, train_images: torch.Tensor, train_targets: torch.Tenso
         if has_val and epoch < cfg.epochs and _better(val_acc, val_loss, best):
             # a copy of the weights only where they may be kept (the last epoch never needs one)
             state = {k: v.detach().clone() for k, v in model.state_dict().items()} \
-                if cfg.keep_best else None
+                if keep_best else None
             best = (epoch, val_acc, val_loss, state)
     if averaged is not None:
         model.load_state_dict(averaged.module.state_dict())
@@ -559,7 +564,7 @@ def fit(model: nn.Module, train_images: torch.Tensor, train_targets: torch.Tenso
     saved, best_selected = cfg.epochs, False
     if has_val and _better(val_acc, val_loss, best):
         best = (cfg.epochs, val_acc, val_loss, None)  # the final weights are the best
-    elif best is not None and cfg.keep_best:
+    elif best is not None and keep_best:
         model.load_state_dict(best[3])
         saved, best_selected = best[0], True
     for param in model.parameters():

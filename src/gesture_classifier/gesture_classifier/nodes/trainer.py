@@ -334,7 +334,7 @@ class TrainerNode(Node):
         result.validation = evaluation_msg(out.validation)
         result.training = evaluation_msg(out.training)
         result.message = (f'trained {fit.epochs_completed} epochs on {out.train_images} images '
-                          f'{"(continued)" if parent else ""}: {self._kept(fit, goal)}; '
+                          f'{"(continued)" if parent else ""}: {self._kept(fit, goal, recipe)}; '
                           f'train accuracy {fit.saved_train_accuracy:.3f}, validation accuracy '
                           f'{fit.saved_val_accuracy:.3f} on {out.val_images} held-out images; '
                           f'{mf.total_epochs} epoch(s) in its lineage; recipe {recipe.name!r}; '
@@ -348,8 +348,14 @@ class TrainerNode(Node):
         return result
 
     @staticmethod
-    def _kept(fit, goal) -> str:
+    def _kept(fit, goal, recipe) -> str:
         """Which epoch was saved and why, for the result message."""
+        averaged = recipe.average != 'none' or recipe.wise_alpha < 1
+        if averaged and not fit.best_selected:
+            best = (f' (best single epoch: {fit.best_epoch}, accuracy '
+                    f'{fit.best_val_accuracy:.3f})' if fit.best_epoch else '')
+            return (f'kept the averaged weights of recipe {recipe.name!r}, validation accuracy '
+                    f'{fit.val_accuracy:.3f}{best}')
         if fit.best_epoch == 0:
             return (f'no validation images (val_fraction 0 or classes too small): kept the last '
                     f'epoch {fit.saved_epoch}')
