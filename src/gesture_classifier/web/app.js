@@ -364,7 +364,7 @@ function renderModels(m) {
   if (!m || !m.models.length) { table.replaceChildren(); return; }
   $('models-status').textContent = `${m.models.length} kept; in use: ${m.current_model_id || 'none'}`;
   const head = el('tr');
-  head.append(...['model', 'created', 'epochs', 'val acc', ''].map((t) => el('th', '', t)));
+  head.append(...['model', 'epochs', 'val acc', ''].map((t) => el('th', '', t)));
   const rows = m.models.map((info) => {
     const tr = el('tr');
     tr.dataset.modelId = info.model_id;
@@ -382,8 +382,11 @@ function renderModels(m) {
       ? `${info.total_epochs} (best ${info.saved_epoch})` : String(info.total_epochs);
     const cell = el('td');
     cell.append(use);
-    tr.append(el('td', 'id', info.model_id), el('td', 'muted', info.created.replace('T', ' ').slice(0, 19)),
-      el('td', '', epochs), el('td', '', info.val_accuracy >= 0 ? info.val_accuracy.toFixed(2) : '-'), cell);
+    const id = el('td', 'id', info.model_id);
+    id.title = `${info.model_id}, created ${info.created}`
+      + (info.parent_model_id ? `, continued from ${info.parent_model_id}` : '');
+    tr.append(id, el('td', '', epochs),
+      el('td', '', info.val_accuracy >= 0 ? info.val_accuracy.toFixed(2) : '-'), cell);
     return tr;
   });
   table.replaceChildren(head, ...rows);
