@@ -1,7 +1,9 @@
 """Learning benchmark: does a trained model recognise people it was never taught by?
 
     scripts/bench.sh learning [--recipes dli,generalise] [--seeds 0,1,2] [--epochs 10]
-                              [--weights standin,none] [--only eval,lopo,fingers,rps]
+                              [--weights standin,none] [--only eval,lopo,fingers,rps,speed]
+                              [--threads N] [--name NAME]
+    scripts/bench.sh learning --report bench/results/learning-A.json ...   # one table
 
 Runs the product's own training code (:func:`gesture_classifier.training.train_task`, the
 recipe presets of :data:`gesture_classifier.training.RECIPES`) in this process, on real photos
@@ -122,7 +124,7 @@ def train_and_test(train: ImageSet, tests: dict[str, ImageSet], recipe: str, see
                      on_progress=on_progress)
     seconds = time.perf_counter() - start
     # Score the file the classifier would load, not the in-memory model.
-    model = load_model(out.model.path, expected_classes=train.class_names).model
+    loaded = load_model(out.model.path, expected_classes=train.class_names)
     result = {'recipe': recipe, 'seed': seed, 'weights': weights, 'epochs': epochs,
               'pretrained_like': weights == 'standin', 'train_images': out.train_images,
               'val_images': out.val_images, 'val_accuracy': out.fit.val_accuracy,
@@ -131,7 +133,7 @@ def train_and_test(train: ImageSet, tests: dict[str, ImageSet], recipe: str, see
               'epoch_cpu_seconds': [b - a for a, b in zip([start_cpu] + epoch_cpu, epoch_cpu)],
               'tests': {}}
     for name, data in tests.items():
-        result['tests'][name] = scores(predict_batches(model, data.images, SPEC),
+        result['tests'][name] = scores(predict_batches(loaded.model, data.images, loaded.spec),
                                        data.targets, data.class_names)
     return result
 
@@ -238,11 +240,36 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help=f'sections (default all: {",".join(SECTIONS)})')
     parser.add_argument('--threads', type=int, default=0,
                         help='torch intra-op threads (default: torch\'s choice)')
+    parser.add_argument('--name', default='',
+                        help='results file name bench/results/learning-<name>.json (default: '
+                             'the UTC start time); learning-latest.json is written too')
+    parser.add_argument('--report', nargs='+', metavar='JSON',
+                        help='print one table from the runs of these result files and exit '
+                             '(for sections run as separate processes)')
     return parser.parse_args(argv)
+
+
+def report(paths: list[str]) -> int:
+    runs = [run for path in paths for run in json.loads(Path(path).read_text())['runs']]
+    print(format_table(summarise(runs)))
+    speed = speed_rows(runs)
+    if speed:
+        print(format_speed(speed))
+    return 0
+
+
+def format_speed(speed: list[dict]) -> str:
+    return ('| recipe | s per epoch (wall, median) | CPU s per epoch | vs dli (wall / CPU) |\n'
+            '|---|---|---|---|\n') + '\n'.join(
+        f"| {r['recipe']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | "
+        + (f"{r['wall_vs_dli']:.2f}x / {r['cpu_vs_dli']:.2f}x |" if r['wall_vs_dli']
+           else 'n/a |') for r in speed)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.report:
+        return report(args.report)
     recipes = args.recipes.split(',')
     unknown = [r for r in recipes if r not in RECIPES]
     if unknown:
@@ -315,11 +342,7 @@ def write_results(runs: list[dict], started: dt.datetime, args, recipes, seeds, 
     speed = speed_rows(runs)
     table = format_table(rows)
     if speed:
-        table += ('\n\n| recipe | s per epoch (wall, median) | CPU s per epoch | '
-                  'vs dli (wall / CPU) |\n|---|---|---|---|\n') + '\n'.join(
-                f"| {r['recipe']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | "
-                + (f"{r['wall_vs_dli']:.2f}x / {r['cpu_vs_dli']:.2f}x |" if r['wall_vs_dli']
-                   else 'n/a |') for r in speed)
+        table += '\n\n' + format_speed(speed)
     finished = dt.datetime.now(dt.timezone.utc)
     out = {'started': started.isoformat(timespec='seconds'),
            'finished': finished.isoformat(timespec='seconds'), 'complete': complete,
@@ -331,7 +354,7 @@ def write_results(runs: list[dict], started: dt.datetime, args, recipes, seeds, 
            'machine': machine_info(), 'rows': rows, 'speed': speed, 'runs': runs,
            'table': table}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = f"learning-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    name = f"learning-{args.name or started.strftime('%Y%m%dT%H%M%SZ')}.json"
     text = json.dumps(out, indent=1, default=str)
     (RESULTS / name).write_text(text)
     (RESULTS / 'learning-latest.json').write_text(text)

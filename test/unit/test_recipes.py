@@ -104,24 +104,24 @@ def _epoch_ends(data, recipe, epochs):
     return model, ends
 
 
-def test_swa_saves_the_mean_of_the_second_half_epochs(data):
+def test_swa_saves_the_mean_of_the_epochs_after_the_first_third(data):
     recipe = RECIPES[DEFAULT_RECIPE].replace(head_warmup_epochs=0, average='swa',
                                              wise_alpha=1.0)
     model, ends = _epoch_ends(data, recipe, 4)
-    # epochs 3 and 4 (the second half) are averaged
+    # epochs 2, 3 and 4 (after the first third) are averaged
     for key in ('fc.weight', 'layer4.1.conv2.weight', 'layer3.0.conv1.weight'):
-        expected = (ends[3][key] + ends[4][key]) / 2
+        expected = (ends[2][key] + ends[3][key] + ends[4][key]) / 3
         torch.testing.assert_close(model.state_dict()[key], expected, rtol=0, atol=1e-6)
         assert not torch.equal(model.state_dict()[key], ends[4][key])
 
 
 def test_wise_ft_blends_the_probe_with_the_averaged_fine_tuned_weights(data):
-    recipe = RECIPES[DEFAULT_RECIPE]
+    recipe = RECIPES[DEFAULT_RECIPE].replace(wise_alpha=0.5)
     assert recipe.head_warmup_epochs == 1 and recipe.average == 'swa'
     model, ends = _epoch_ends(data, recipe, 4)
     a = recipe.wise_alpha
     for key in ('fc.weight', 'layer4.1.conv2.weight', 'layer3.0.conv1.weight', 'bn1.weight'):
-        tuned = (ends[3][key] + ends[4][key]) / 2
+        tuned = (ends[2][key] + ends[3][key] + ends[4][key]) / 3
         expected = (1 - a) * ends[1][key] + a * tuned
         torch.testing.assert_close(model.state_dict()[key], expected, rtol=0, atol=1e-6)
     # the probe (end of epoch 1) has the pretrained backbone: blending moves only trained parts

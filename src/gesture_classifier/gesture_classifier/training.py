@@ -7,8 +7,9 @@ augmentation and whether weights are averaged. Presets (:data:`RECIPES`):
   weights; one epoch trains only the new ``fc`` (linear probe), then ``layer3``, ``layer4`` and
   ``fc`` fine-tune with AdamW (``fc`` 1e-3, backbone 1e-4, weight decay 1e-4, cosine decay),
   BatchNorm frozen, label smoothing 0.1, "camera" augmentation (crop/zoom/aspect, rotation,
-  colour, grayscale, blur); the saved weights are the average of the second half's epochs
-  (SWA), blended half and half with the model after the warm-up (WiSE-FT).
+  colour, grayscale, blur); the saved weights are the average of the epochs after the first
+  third (SWA). WiSE-FT (a blend with the model after the warm-up) is available as a setting
+  but not used: it hurt when the warm-up head was poor (see the README).
   Chosen by the learning benchmark (``bench/learning.py``; figures in the README) for the
   accuracy of its *worst* seed on people the model was not trained on.
 - ``dli``: the NVIDIA DLI notebook's recipe (every layer, Adam 1e-3, BatchNorm re-estimated on
@@ -83,7 +84,7 @@ class Recipe:
         cosine: learning rate follows a cosine from its value to 0 over the fine-tuning steps
             (after the warm-up); otherwise constant.
         average: 'swa' = the saved weights are the mean of the weights at the end of each
-            fine-tuning epoch in the second half of training (stochastic weight averaging,
+            fine-tuning epoch after the first third of the epochs (stochastic weight averaging,
             Izmailov et al., UAI 2018; needs ``freeze_batchnorm``), 'none' = last epoch.
         wise_alpha: weight-space ensemble of the fine-tuned and the linear-probe model
             (WiSE-FT, Wortsman et al., CVPR 2022): the saved weights are
@@ -166,8 +167,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
            backbone_lr_factor=0.1, weight_decay=1e-4, augmentation='camera'),
     Recipe(name='generalise', train_from='layer3', freeze_batchnorm=True, learning_rate=1e-3,
            backbone_lr_factor=0.1, weight_decay=1e-4, label_smoothing=0.1,
-           augmentation='camera', head_warmup_epochs=1, cosine=True, average='swa',
-           wise_alpha=0.5),
+           augmentation='camera', head_warmup_epochs=1, cosine=True, average='swa'),
 )}
 DEFAULT_RECIPE = 'generalise'
 
@@ -489,7 +489,7 @@ def fit(model: nn.Module, train_images: torch.Tensor, train_targets: torch.Tenso
     The first ``recipe.head_warmup_epochs`` epochs train ``fc`` only; then the stages from
     ``recipe.train_from`` on train, with a cosine schedule when the recipe says so. With
     ``average='swa'``, ``model`` ends holding the mean of the weights after each fine-tuning
-    epoch of the second half (``torch.optim.swa_utils.AveragedModel``); with ``wise_alpha``
+    epoch after the first third (``torch.optim.swa_utils.AveragedModel``); with ``wise_alpha``
     < 1 that is then blended with the model at the end of the warm-up (:func:`wise_blend`).
     The returned validation accuracy is that of the final weights.
 
@@ -513,8 +513,8 @@ def fit(model: nn.Module, train_images: torch.Tensor, train_targets: torch.Tenso
     batches = math.ceil(len(train_targets) / cfg.batch_size)
     warmup = min(recipe.head_warmup_epochs, cfg.epochs - 1)
     scheduler = _schedule(optimizer, (cfg.epochs - warmup) * batches, recipe.cosine)
-    # SWA over the fine-tuning epochs of the second half (at least the last one).
-    first_averaged = max(warmup + 1, cfg.epochs // 2 + 1)
+    # SWA over the fine-tuning epochs after the first third (at least the last one).
+    first_averaged = max(warmup + 1, cfg.epochs // 3 + 1)
     averaged, probe = None, None
     total = cfg.epochs * batches
     val_acc, train_acc = -1.0, 0.0
