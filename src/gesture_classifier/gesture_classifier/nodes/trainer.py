@@ -297,8 +297,9 @@ class TrainerNode(Node):
         result.val_accuracy = float(fit.saved_val_accuracy)
         result.validation = evaluation_msg(out.validation)
         result.training = evaluation_msg(out.training)
-        result.message = (f'trained {fit.epochs_completed} epochs on {out.train_images} images '
-                          f'{"(continued)" if parent else ""}: {self._kept(fit, goal)}; '
+        continued = ' (continued)' if parent else ''
+        result.message = (f'trained {fit.epochs_completed} epochs on {out.train_images} images'
+                          f'{continued}: {self._kept(fit, goal)}; '
                           f'train accuracy {fit.saved_train_accuracy:.3f}, validation accuracy '
                           f'{fit.saved_val_accuracy:.3f} on {out.val_images} held-out images; '
                           f'{mf.total_epochs} epoch(s) in its lineage; recipe {recipe.name!r}; '
