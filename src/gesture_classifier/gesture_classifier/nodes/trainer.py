@@ -319,6 +319,9 @@ class TrainerNode(Node):
             self.get_logger().info(result.message)
             return result
         mf = out.model
+        # The classifier loads the task's model file (now this version, a hard link) and the
+        # backend's export beside it (model_path.onnx), as it does after a restart.
+        mf.path = self.task.model_path
         result.success = True
         # the task's model file (a hard link to the version <models>/<model_id>.pt)
         result.model_path, result.model_id = str(self.task.model_path), mf.model_id
@@ -333,13 +336,14 @@ class TrainerNode(Node):
         result.val_accuracy = float(fit.saved_val_accuracy)
         result.validation = evaluation_msg(out.validation)
         result.training = evaluation_msg(out.training)
-        result.message = (f'trained {fit.epochs_completed} epochs on {out.train_images} images '
-                          f'{"(continued)" if parent else ""}: {self._kept(fit, goal, recipe)}; '
+        continued = ' (continued)' if parent else ''
+        result.message = (f'trained {fit.epochs_completed} epochs on {out.train_images} images'
+                          f'{continued}: {self._kept(fit, goal, recipe)}; '
                           f'train accuracy {fit.saved_train_accuracy:.3f}, validation accuracy '
                           f'{fit.saved_val_accuracy:.3f} on {out.val_images} held-out images; '
                           f'{mf.total_epochs} epoch(s) in its lineage; recipe {recipe.name!r}; '
                           f'{out.weights_message}{note}{skipped}{self._export(mf)}')
-        self._announce(mf.path)
+        self._announce()
         self.publish_models()
         goal_handle.succeed()
         self.get_logger().info(result.message)
@@ -410,9 +414,10 @@ class TrainerNode(Node):
         goal_handle.abort()
         return result
 
-    def _announce(self, path) -> ModelInfo:
-        """Publish the model file at ``path`` (a version) on ``model``: the classifier
-        switches to it."""
+    def _announce(self) -> ModelInfo:
+        """Publish the current model (``model_path``) on ``model``: the classifier switches
+        to it (and exports for its backend beside it when the export is stale)."""
+        path = self.task.model_path
         info = model_info(read_metadata(path), path, self.task.name)
         info.header.stamp = self.get_clock().now().to_msg()
         self._model_pub.publish(info)
@@ -453,7 +458,7 @@ class TrainerNode(Node):
         v = self._version_call(response, 'select_model',
                                lambda: self.store.select(request.model_id))
         if v is not None:
-            response.model = self._announce(v.path)
+            response.model = self._announce()
             response.message = f'model {v.model_id} is current'
             self.get_logger().info(response.message)
             self.publish_models()
@@ -471,7 +476,7 @@ class TrainerNode(Node):
         if mf is not None:
             path = self.store.path_of(mf.model_id)
             if request.select:
-                response.model = self._announce(path)
+                response.model = self._announce()
             else:
                 response.model = model_info(read_metadata(path), path, self.task.name)
             response.message = (f'imported {request.path} as model {mf.model_id}'
