@@ -16,17 +16,23 @@ of training.RECIPES) and ``recipe.<setting>`` for each Recipe field (defaults: t
 hflip, batch_size, learning_rate, val_fraction, seed, augment, max_epochs, max_batch_size,
 backend (the classifier's backend, to export for).
 
+Serves ``get_model`` (gesture_interfaces/srv/GetModel): byte ranges of the current model
+file, so a classifier on another computer can fetch it; the announcement carries the file's
+size and SHA-256 for it to check.
+
 Diagnostics (``/diagnostics``, 1 Hz, status ``trainer: training``): idle or training, epoch and
 progress of the running goal, the last goal's result and model id; ERROR when the last goal
 failed.
 """
 from __future__ import annotations
 
+import array
 import math
 import threading
 
 from gesture_interfaces.action import Train
 from gesture_interfaces.msg import ModelInfo
+from gesture_interfaces.srv import GetModel
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
@@ -36,6 +42,7 @@ from ..backends import (AUTO, BACKENDS, BackendError, available_backends, export
                         require_usable)
 from ..dataset import DatasetError
 from ..model import ModelFileError
+from ..transfer import file_digest, read_chunk
 from ..training import (AUGMENTATIONS, AVERAGING, DEFAULT_RECIPE, RECIPES, STAGES, Progress,
                         Recipe, TrainConfig, get_recipe, resolve_device, train_task)
 from .common import MODEL_QOS, declare, declare_task, run_node
@@ -89,6 +96,8 @@ class TrainerNode(Node):
             self, Train, 'train', execute_callback=self._execute,
             goal_callback=self._on_goal, cancel_callback=self._on_cancel,
             callback_group=ReentrantCallbackGroup())
+        self._announced: ModelInfo | None = None  # the model get_model serves
+        self.create_service(GetModel, 'get_model', self._on_get_model)
         self._progress: Progress | None = None  # of the running goal
         self._last_result: Train.Result | None = None
         self._diagnostics = updater_for(self, str(self.device))
@@ -290,7 +299,29 @@ class TrainerNode(Node):
                          train_accuracy=float(mf.train_accuracy),
                          val_accuracy=float(mf.val_accuracy))
         info.header.stamp = self.get_clock().now().to_msg()
+        try:
+            info.size, info.sha256 = file_digest(mf.path)
+        except OSError as exc:  # announced without; a classifier on this disk still loads it
+            self.get_logger().warning(f'cannot hash {mf.path}: {exc}')
+        self._announced = info
         self._model_pub.publish(info)
+
+    def _on_get_model(self, request: GetModel.Request, response: GetModel.Response):
+        """A byte range of the announced model file (only that one)."""
+        info = self._announced
+        if info is None or request.model_id != info.model_id:
+            response.success = False
+            response.message = (f'model {request.model_id[:80]!r} is not the current one '
+                                f'({info.model_id if info else "none announced yet"})')
+            return response
+        try:
+            response.size, data = read_chunk(info.path, request.offset, request.length)
+        except (OSError, ValueError) as exc:
+            response.success, response.message = False, str(exc)
+            return response
+        response.data = array.array('B', data)
+        response.success = True
+        return response
 
 
 def main(args=None):
