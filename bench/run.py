@@ -18,7 +18,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import camera, classifier, collect, startup, trainer
+from . import camera, classifier, collect, robot, startup, trainer
 from .common import (REPO, SHARED_DATA, Settings, Workspace, loadavg, log, machine_info,
                      machine_load, machine_ticks, middleware_info, node_processes)
 from .report import Row, format_table, write_results
@@ -31,9 +31,10 @@ SECTIONS = {
     'camera': camera.run,
     'collect': collect.run,
     'startup': startup.run,
+    'robot': robot.run,
 }
 #: Order of the sections in the table (the issue's numbering).
-TABLE_ORDER = ('classifier', 'camera', 'collect', 'trainer', 'startup')
+TABLE_ORDER = ('classifier', 'camera', 'collect', 'trainer', 'startup', 'robot')
 RESULTS = REPO / 'bench' / 'results'
 
 
