@@ -27,8 +27,8 @@ from gesture_classifier.nodes.common import IMAGE_SUB_QOS
 from gesture_classifier.overlay import draw_overlay
 
 from .classifier import measure_node
-from .common import (CLASSES, BenchError, FramePublisher, PredictionRecorder, SectionResult, Settings,
-                     Workspace, cpu_seconds, log, node_graph, summarize, wait_until)
+from .common import (CLASSES, BenchError, FramePublisher, PredictionRecorder, SectionResult,
+                     Settings, Workspace, cpu_seconds, log, node_graph, summarize, wait_until)
 from .report import Row
 
 SECTION = 'robot'
