@@ -37,7 +37,7 @@ def graph(tmp_path_factory):
         nodes = start_nodes(NODES, overrides, out)
         gc = None
         try:
-            gc = connect([nodes], log)
+            gc = connect([nodes], log, timeout=300)  # four node processes start at once
             pub = gc.node.create_publisher(CompressedImage, 'image_raw/compressed',
                                            IMAGE_PUB_QOS)
             deadline = time.monotonic() + 20
