@@ -69,17 +69,22 @@ def measure_bare(model_path, frames, backend: str, cfg: Settings) -> dict:
             'fps': len(times) / wall, 'cpu_ms_per_frame': cpu / len(times) * 1e3}
 
 
-def measure_node(ws: Workspace, model_path, backend: str, cfg: Settings) -> dict:
+def measure_node(ws: Workspace, model_path, backend: str, cfg: Settings, msgs=None,
+                 topic: str = 'image_raw', label: str = '', **params) -> dict:
     """Publish the frames at 30 FPS to a classifier node process on ``backend`` and measure
     its predictions for ``cfg.classifier_window_s`` s after ``cfg.warmup_s`` s of warm-up
-    following its first prediction. See the module docstring for the figures."""
-    params = {'model_path': str(model_path), 'device': cfg.device, 'backend': backend}
+    following its first prediction. See the module docstring for the figures.
+
+    ``msgs`` (default: the raw frames, ``ws.image_msgs()``) are published on ``topic``;
+    ``params`` are more parameters of the node (e.g. ``image_transport='compressed'``)."""
+    params = {'model_path': str(model_path), 'device': cfg.device, 'backend': backend,
+              **params}
     with GestureClient() as client:
         recorder = PredictionRecorder(client)
         clock = client.node.get_clock()
-        with FramePublisher(client.node, ws.image_msgs()) as publisher, \
-                node_graph(ws, ['classifier'], ws.root / 'classifier', f'classifier-{backend}',
-                           classifier=params) as graph:
+        with FramePublisher(client.node, msgs or ws.image_msgs(), topic=topic) as publisher, \
+                node_graph(ws, ['classifier'], ws.root / 'classifier',
+                           f'classifier-{backend}{label}', classifier=params) as graph:
             running = node_parameter(client.node, 'classifier', 'backend', timeout=120)
             # Frames lost on the way can delay the first prediction: then measure anyway.
             first = wait_until(lambda: recorder.records, FIRST_PREDICTION_TIMEOUT_S,

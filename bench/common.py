@@ -401,8 +401,9 @@ class FramePublisher:
     in :attr:`stamps`. A context manager: starts on enter, stops on exit.
     """
 
-    def __init__(self, node, msgs: list[Image], rate: float = FRAME_RATE):
-        self._pub = node.create_publisher(Image, 'image_raw', IMAGE_PUB_QOS)
+    def __init__(self, node, msgs: list, rate: float = FRAME_RATE, topic: str = 'image_raw'):
+        # Image on image_raw, or CompressedImage on image_raw/compressed
+        self._pub = node.create_publisher(type(msgs[0]), topic, IMAGE_PUB_QOS)
         self._clock = node.get_clock()
         self._msgs, self._period = msgs, 1.0 / rate
         self.stamps: list[int] = []

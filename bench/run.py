@@ -18,7 +18,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import camera, classifier, collect, startup, trainer, web
+from . import camera, classifier, collect, robot, startup, trainer, web
 from .common import (REPO, SHARED_DATA, Settings, Workspace, loadavg, log, machine_info,
                      machine_load, machine_ticks, middleware_info, node_processes)
 from .report import Row, format_table, write_results
@@ -32,9 +32,10 @@ SECTIONS = {
     'collect': collect.run,
     'web': web.run,
     'startup': startup.run,
+    'robot': robot.run,
 }
 #: Order of the sections in the table (the issue's numbering).
-TABLE_ORDER = ('classifier', 'camera', 'collect', 'trainer', 'startup', 'web')
+TABLE_ORDER = ('classifier', 'camera', 'collect', 'trainer', 'startup', 'web', 'robot')
 RESULTS = REPO / 'bench' / 'results'
 
 

@@ -35,8 +35,9 @@ def graph(tmp_path_factory):
     log = root / 'nodes.log'
     with open(log, 'w') as out:
         nodes = start_nodes(NODES, overrides, out)
-        gc = connect([nodes], log)
+        gc = None
         try:
+            gc = connect([nodes], log, timeout=300)  # four node processes start at once
             pub = gc.node.create_publisher(CompressedImage, 'image_raw/compressed',
                                            IMAGE_PUB_QOS)
             deadline = time.monotonic() + 20
@@ -44,7 +45,8 @@ def graph(tmp_path_factory):
                 time.sleep(0.05)
             yield dict(client=gc, pub=pub, nodes=nodes, log=log, model=model, root=root)
         finally:
-            gc.close()
+            if gc is not None:
+                gc.close()
             nodes.stop()
     print(f'\n--- node log ---\n{log.read_text()[-3000:]}')
 

@@ -180,15 +180,18 @@ def read_untrusted_file(path: str | os.PathLike, max_bytes: int, allowed_dirs=No
             raise UntrustedFileError(errno.EFBIG, f'{before.st_size} bytes, more than the '
                                      f'{max_bytes} allowed', os.fspath(path))
         os.set_blocking(fd, True)  # regular files never block on O_NONBLOCK anyway
+        # Exactly the size fstat gave, then one byte more to see whether it grew: a file that
+        # keeps growing costs at most size / 1 MiB + 1 reads, never a trickle up to max_bytes.
         chunks, total = [], 0
-        while total <= max_bytes:
-            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - total))
+        while total < before.st_size:
+            chunk = os.read(fd, min(1 << 20, before.st_size - total))
             if not chunk:
                 break
             chunks.append(chunk)
             total += len(chunk)
+        grew = bool(os.read(fd, 1))
         after = os.fstat(fd)
-        if total != before.st_size or (after.st_size, after.st_mtime_ns) != \
+        if grew or total != before.st_size or (after.st_size, after.st_mtime_ns) != \
                 (before.st_size, before.st_mtime_ns):
             raise UntrustedFileError(errno.EAGAIN, 'changed while being read',
                                      os.fspath(path))

@@ -45,6 +45,12 @@ file that cannot be used (unreadable, another architecture, or classes other tha
 ``classes``, in that order) is refused with the reason and the running model stays. A
 malformed image is logged (throttled) and skipped.
 
+A model announced with a path this node may not read (another computer's, or outside
+``model_dirs``) and with a size and SHA-256 is fetched from the trainer's ``get_model``
+service (gesture_interfaces/srv/GetModel) into ``<first model_dirs>/received-<sha256>.pt``
+and used only when size and hash match (see gesture_classifier.transfer); nothing partial is
+kept.
+
 An announced path is untrusted input: only a regular file of bounded size inside
 ``model_dirs`` is read, opened without blocking and checked with ``fstat`` first (see
 fsutil.read_untrusted_file), so a FIFO, a device, a directory, a symlink loop or a huge file is
@@ -61,16 +67,21 @@ from dataclasses import replace
 
 from builtin_interfaces.msg import Time
 from gesture_interfaces.msg import GestureEvent, ModelInfo, Prediction
+from gesture_interfaces.srv import GetModel
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from ..backends import (AUTO, BACKENDS, PRECISIONS, BackendError, available_backends,
                         resolve_backend)
+from ..client import wait_future
+from ..fsutil import ensure_private_dir, is_within
 from ..gestures import DebounceConfig, Debouncer
+from ..model import MAX_MODEL_FILE_BYTES
 from ..imaging import ImageFormatError, array_to_image_fields, message_to_array
 from ..inference import Predictor
 from ..overlay import draw_overlay
+from ..transfer import SHA256_PATTERN, TransferError, fetch_file
 from ..training import resolve_device
 from .common import (IMAGE_PUB_QOS, MODEL_QOS, PREDICTION_QOS, Throttle, declare,
                      declare_task, run_node, subscribe_images)
@@ -127,9 +138,10 @@ class ClassifierNode(Node):
             [str(self.task.model_path.parent)]
         self.predictor: Predictor | None = None
         self._load_lock = threading.Lock()
-        # newest (path, announcement key) waiting for the loader thread
-        self._load_next: tuple[str, tuple | None] | None = None
+        # newest (path, announcement key, announcement to fetch) waiting for the loader thread
+        self._load_next: tuple[str, tuple | None, ModelInfo | None] | None = None
         self._refused: OrderedDict[tuple, str] = OrderedDict()  # (model_id, path) -> reason
+        self._get_model = self.create_client(GetModel, 'get_model')
         self._loader: threading.Thread | None = None
         self.frames_classified = 0
         self.frames_rejected = 0
@@ -168,12 +180,41 @@ class ClassifierNode(Node):
             self.get_logger().info(f'no trained model yet ({self.task.model_path}); waiting '
                                    'for the trainer')
 
-    def request_load(self, path: str, key: tuple | None = None) -> None:
-        """Load the model at ``path`` in the loader thread; while it loads, the current model
-        keeps classifying. Requests made meanwhile collapse to the newest one. ``key`` (the
-        announcement's model_id and path) is remembered when the model is refused."""
+    def fetch(self, info: ModelInfo) -> str:
+        """Fetch the announced model over ROS (``get_model``) into the first of
+        ``model_dirs``; returns its path. Raises TransferError / ClientError / OSError."""
+        def get_chunk(offset: int, length: int):
+            req = GetModel.Request(model_id=info.model_id, offset=offset, length=length)
+            res = wait_future(self._get_model.call_async(req), 30.0, 'get_model')
+            if not res.success:
+                raise TransferError(f'the trainer refused: {res.message}')
+            return res.size, bytes(res.data)
+
+        if not self._get_model.wait_for_service(timeout_sec=10.0):
+            raise TransferError('the get_model service is not available')
+        if not SHA256_PATTERN.fullmatch(info.sha256):  # it also names the file
+            raise TransferError(f'announcement has no valid SHA-256 ({info.sha256[:80]!r})')
+        folder = ensure_private_dir(self.model_dirs[0])
+        dest = folder / f'received-{info.sha256}.pt'
+        start = time.monotonic()
+        fetch_file(get_chunk, dest, info.size, info.sha256, MAX_MODEL_FILE_BYTES)
+        self.get_logger().info(f'fetched model {info.model_id} over ROS: {info.size} bytes in '
+                               f'{time.monotonic() - start:.1f} s, SHA-256 matches; {dest}')
+        return str(dest)
+
+    def _readable_here(self, path: str) -> bool:
+        """Whether ``path`` is a file inside model_dirs on this computer."""
+        real = os.path.realpath(path)
+        return os.path.isfile(real) and is_within(real, self.model_dirs)
+
+    def request_load(self, path: str, key: tuple | None = None,
+                     fetch: ModelInfo | None = None) -> None:
+        """Load the model at ``path`` in the loader thread (first fetching it over ROS when
+        ``fetch`` is its announcement); while it loads, the current model keeps classifying.
+        Requests made meanwhile collapse to the newest one. ``key`` (the announcement's
+        model_id and path) is remembered when the model is refused."""
         with self._load_lock:
-            self._load_next = (path, key)
+            self._load_next = (path, key, fetch)
             if self._loader is not None:
                 return
             self._loader = threading.Thread(target=self._load_pending, name='model_loader',
@@ -187,7 +228,16 @@ class ClassifierNode(Node):
                 if pending is None:
                     self._loader = None
                     return
-            path, key = pending
+            path, key, info = pending
+            if info is not None:
+                try:
+                    path = self.fetch(info)
+                except Exception as exc:  # TransferError, timeout, disk: refuse, never die
+                    self.get_logger().error(f'refused model {info.model_id!r}: fetching it '
+                                            f'over ROS failed: {exc}')
+                    if key is not None:
+                        self._remember_refusal(key, f'fetch failed: {exc}')
+                    continue
             reason = self.load(path)
             if reason is not None and key is not None:
                 self._remember_refusal(key, reason)
@@ -255,6 +305,9 @@ class ClassifierNode(Node):
             self._remember_refusal(key, 'path is not absolute')
             self.get_logger().error(f'refused model {info.model_id!r}: path {info.path!r} is '
                                     'not absolute')
+            return
+        if info.sha256 and not self._readable_here(info.path):
+            self.request_load(info.path, key, fetch=info)  # another computer's file
             return
         self.request_load(info.path, key)
 

@@ -23,12 +23,17 @@ hflip, batch_size, learning_rate, val_fraction, seed, augment, max_epochs, max_b
 backend (the classifier's backend, to export for), keep_models (versions kept),
 transfer_dir (the only folder import_model reads and export_model writes).
 
+Serves ``get_model`` (gesture_interfaces/srv/GetModel): byte ranges of the current model
+file, so a classifier on another computer can fetch it; the announcement carries the file's
+size and SHA-256 for it to check.
+
 Diagnostics (``/diagnostics``, 1 Hz, status ``trainer: training``): idle or training, epoch and
 progress of the running goal, the last goal's result and model id; ERROR when the last goal
 failed.
 """
 from __future__ import annotations
 
+import array
 import dataclasses
 import math
 import os
@@ -37,7 +42,7 @@ from pathlib import Path
 
 from gesture_interfaces.action import Evaluate, Train
 from gesture_interfaces.msg import ModelInfo, ModelList
-from gesture_interfaces.srv import ExportModel, ImportModel, SelectModel
+from gesture_interfaces.srv import ExportModel, GetModel, ImportModel, SelectModel
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
@@ -53,6 +58,7 @@ from ..model import ModelFileError
 from ..review import evaluate_model
 from ..versions import (MODEL_ID_PATTERN, ModelStore, VersionError, read_metadata,
                         resolve_transfer_path)
+from ..transfer import file_digest, read_chunk
 from ..training import (AUGMENTATIONS, AVERAGING, DEFAULT_RECIPE, RECIPES, STAGES, Progress,
                         Recipe, TrainConfig, get_recipe, resolve_device, train_task)
 from .common import LATCHED_QOS, MODEL_QOS, declare, declare_task, run_node
@@ -127,6 +133,8 @@ class TrainerNode(Node):
         self.create_service(SelectModel, 'select_model', self._on_select, callback_group=group)
         self.create_service(ImportModel, 'import_model', self._on_import, callback_group=group)
         self.create_service(ExportModel, 'export_model', self._on_export, callback_group=group)
+        self._announced: ModelInfo | None = None  # the model get_model serves
+        self.create_service(GetModel, 'get_model', self._on_get_model, callback_group=group)
         with self._store_lock:
             adopted = self.store.adopt_current()
         if adopted:
@@ -420,6 +428,11 @@ class TrainerNode(Node):
         path = self.task.model_path
         info = model_info(read_metadata(path), path, self.task.name)
         info.header.stamp = self.get_clock().now().to_msg()
+        try:
+            info.size, info.sha256 = file_digest(path)
+        except OSError as exc:  # announced without; a classifier on this disk still loads it
+            self.get_logger().warning(f'cannot hash {path}: {exc}')
+        self._announced = info
         self._model_pub.publish(info)
         return info
 
@@ -571,6 +584,23 @@ class TrainerNode(Node):
         goal_handle.succeed()
         self.get_logger().info(f'{result.message}\n{format_confusion(v)}')
         return result
+
+    def _on_get_model(self, request: GetModel.Request, response: GetModel.Response):
+        """A byte range of the announced model file (only that one)."""
+        info = self._announced
+        if info is None or request.model_id != info.model_id:
+            response.success = False
+            response.message = (f'model {request.model_id[:80]!r} is not the current one '
+                                f'({info.model_id if info else "none announced yet"})')
+            return response
+        try:
+            response.size, data = read_chunk(info.path, request.offset, request.length)
+        except (OSError, ValueError) as exc:
+            response.success, response.message = False, str(exc)
+            return response
+        response.data = array.array('B', data)
+        response.success = True
+        return response
 
 
 def main(args=None):
