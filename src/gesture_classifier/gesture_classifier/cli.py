@@ -61,7 +61,9 @@ def cmd_record(gc: GestureClient, args) -> int:
         print(f'FAIL {r.message}', file=sys.stderr)
         return 1
     print(f'recording {args.label} ({r.message}); Ctrl-C stops', flush=True)
-    deadline = time.monotonic() + (args.seconds or 3600.0)
+    # The collector ends the recording itself after --seconds (max_duration); the grace lets
+    # its own end (and reason) win over this client's clock.
+    deadline = time.monotonic() + (args.seconds + 2.0 if args.seconds else 3600.0)
     try:
         while time.monotonic() < deadline:
             s = gc.dataset_state(timeout=args.timeout)
