@@ -296,18 +296,15 @@ def main(argv=None) -> int:
             train = concat([s for name, s in people.items() if name != held_out])
             jobs.append(('lopo', train, {f'{held_out} (left out)': people[held_out]},
                          [w for w in weights if w != 'none']))
-    if 'fingers' in sections:
-        fingers = load_set(SHARED_DATA / 'fingers_subhih_test', FINGERS)
-        tr, te = session_split(fingers, 0.3, seed=0)
-        jobs.append(('fingers', subset(fingers, tr),
-                     {f'fingers_subhih_test ({len(te)} images, held-out sessions)':
-                      subset(fingers, te)}, [w for w in weights if w != 'none']))
-    if 'rps' in sections:
-        rps = load_set(SHARED_DATA / 'rps_drgfreeman_subset', RPS)
-        tr, te = random_split(rps, 0.3, seed=0)
-        jobs.append(('rps', subset(rps, tr),
-                     {f'rps_drgfreeman_subset ({len(te)} images, random split)':
-                      subset(rps, te)}, [w for w in weights if w != 'none']))
+    for section, folder, classes, split, how in (
+            ('fingers', 'fingers_subhih_test', FINGERS, session_split, 'held-out sessions'),
+            ('rps', 'rps_drgfreeman_subset', RPS, random_split, 'random split')):
+        if section in sections:
+            data = load_set(SHARED_DATA / folder, classes)
+            tr, te = split(data, 0.3, seed=0)
+            jobs.append((section, subset(data, tr),
+                         {f'{folder} ({len(te)} images, {how})': subset(data, te)},
+                         [w for w in weights if w != 'none']))
     if 'speed' in sections:
         jobs.append(('speed', concat(list(people.values())), {}, ['standin']))
     runs = []
