@@ -173,18 +173,17 @@ def speed_rows(runs: list[dict]) -> list[dict]:
 
 def session_split(data: ImageSet, held_out_share: float, seed: int) -> tuple[torch.Tensor, ...]:
     """Indices (train, test) with whole sessions held out: a session is the file-name prefix
-    before ``_pic`` (one recording). Sessions are drawn at random (``seed``) until about
-    ``held_out_share`` of the images are held out."""
+    before ``_pic`` (one recording). Sessions are drawn in a random order (``seed``) and held
+    out while they fit within ``held_out_share`` of the images (at least one session)."""
     sessions = defaultdict(list)
     for i, path in enumerate(data.paths):
         sessions[re.split(r'_pic', path.name)[0]].append(i)
     names = sorted(sessions)
     order = torch.randperm(len(names), generator=torch.Generator().manual_seed(seed)).tolist()
     test, target = [], held_out_share * len(data.paths)
-    for k in order:
-        if len(test) >= target:
-            break
-        test.extend(sessions[names[k]])
+    for k in order:  # whole sessions, as long as they fit (at least one)
+        if not test or len(test) + len(sessions[names[k]]) <= target:
+            test.extend(sessions[names[k]])
     test_set = set(test)
     train = [i for i in range(len(data.paths)) if i not in test_set]
     return torch.tensor(train), torch.tensor(sorted(test))
