@@ -173,18 +173,17 @@ def speed_rows(runs: list[dict]) -> list[dict]:
 
 def session_split(data: ImageSet, held_out_share: float, seed: int) -> tuple[torch.Tensor, ...]:
     """Indices (train, test) with whole sessions held out: a session is the file-name prefix
-    before ``_pic`` (one recording). Sessions are drawn at random (``seed``) until about
-    ``held_out_share`` of the images are held out."""
+    before ``_pic`` (one recording). Sessions are drawn in a random order (``seed``) and held
+    out while they fit within ``held_out_share`` of the images (at least one session)."""
     sessions = defaultdict(list)
     for i, path in enumerate(data.paths):
         sessions[re.split(r'_pic', path.name)[0]].append(i)
     names = sorted(sessions)
     order = torch.randperm(len(names), generator=torch.Generator().manual_seed(seed)).tolist()
     test, target = [], held_out_share * len(data.paths)
-    for k in order:
-        if len(test) >= target:
-            break
-        test.extend(sessions[names[k]])
+    for k in order:  # whole sessions, as long as they fit (at least one)
+        if not test or len(test) + len(sessions[names[k]]) <= target:
+            test.extend(sessions[names[k]])
     test_set = set(test)
     train = [i for i in range(len(data.paths)) if i not in test_set]
     return torch.tensor(train), torch.tensor(sorted(test))
@@ -296,18 +295,15 @@ def main(argv=None) -> int:
             train = concat([s for name, s in people.items() if name != held_out])
             jobs.append(('lopo', train, {f'{held_out} (left out)': people[held_out]},
                          [w for w in weights if w != 'none']))
-    if 'fingers' in sections:
-        fingers = load_set(SHARED_DATA / 'fingers_subhih_test', FINGERS)
-        tr, te = session_split(fingers, 0.3, seed=0)
-        jobs.append(('fingers', subset(fingers, tr),
-                     {f'fingers_subhih_test ({len(te)} images, held-out sessions)':
-                      subset(fingers, te)}, [w for w in weights if w != 'none']))
-    if 'rps' in sections:
-        rps = load_set(SHARED_DATA / 'rps_drgfreeman_subset', RPS)
-        tr, te = random_split(rps, 0.3, seed=0)
-        jobs.append(('rps', subset(rps, tr),
-                     {f'rps_drgfreeman_subset ({len(te)} images, random split)':
-                      subset(rps, te)}, [w for w in weights if w != 'none']))
+    for section, folder, classes, split, how in (
+            ('fingers', 'fingers_subhih_test', FINGERS, session_split, 'held-out sessions'),
+            ('rps', 'rps_drgfreeman_subset', RPS, random_split, 'random split')):
+        if section in sections:
+            data = load_set(SHARED_DATA / folder, classes)
+            tr, te = split(data, 0.3, seed=0)
+            jobs.append((section, subset(data, tr),
+                         {f'{folder} ({len(te)} images, {how})': subset(data, te)},
+                         [w for w in weights if w != 'none']))
     if 'speed' in sections:
         jobs.append(('speed', concat(list(people.values())), {}, ['standin']))
     runs = []
