@@ -426,7 +426,7 @@ class GestureClient:
 
         handle = wait_future(self._evaluate.send_goal_async(
             Evaluate.Goal(model_id=model_id, batch_size=batch_size), feedback_callback=fb),
-            10.0, 'send evaluate goal')
+            min(timeout, 30.0), 'send evaluate goal')  # a busy trainer may answer late
         if not handle.accepted:
             return EvaluateOutcome(TrainStatus.REJECTED, None, 0)
         res = wait_future(handle.get_result_async(), timeout, 'evaluate result')
