@@ -6,9 +6,12 @@ Subscribes ``image_raw`` (sensor_msgs/Image; or ``image_raw/compressed`` with
 ``image_transport: compressed``; sensor-data QoS, depth 1). Serves ``collect``
 (gesture_interfaces/srv/Collect, with ``count`` > 1 a burst), ``record`` (Record: hold to
 record, start/stop), ``delete_samples`` (DeleteSamples), ``undo_collect`` (UndoCollect),
-``restore_samples`` (RestoreSamples). Publishes ``dataset`` (DatasetState, latched) at start,
-after every change it makes, and when the folder changed otherwise (checked every
-``state_period`` s).
+``restore_samples`` (RestoreSamples), and, for a trainer on another computer
+(``dataset_source: collector``), ``list_samples`` (ListSamples: every sample with its size and
+SHA-256) and ``get_samples`` (GetSamples: their bytes, read only inside the dataset folder; see
+gesture_classifier.datasync). Publishes ``dataset`` (DatasetState, latched) at start, after
+every change it makes, and when the folder changed otherwise (checked every ``state_period``
+s).
 
 Parameters: task, classes, data_dir, dataset_dir (read-only, see common.declare_task) and
     max_frame_age (double, s): a frame received longer ago than this is refused as stale;
@@ -33,6 +36,7 @@ or without camera frames.
 """
 from __future__ import annotations
 
+import array
 import math
 import re
 import shutil
@@ -41,15 +45,16 @@ import time
 from collections import Counter
 
 from builtin_interfaces.msg import Time
-from gesture_interfaces.msg import DatasetState
-from gesture_interfaces.srv import (Collect, DeleteSamples, Record, RestoreSamples,
-                                    UndoCollect)
+from gesture_interfaces.msg import DatasetState, SampleFile
+from gesture_interfaces.srv import (Collect, DeleteSamples, GetSamples, ListSamples, Record,
+                                    RestoreSamples, UndoCollect)
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 
 from ..dataset import count_images, save_sample
+from ..datasync import MAX_PAGE, DigestCache, list_samples, read_samples
 from ..imaging import ImageFormatError, message_to_array
 from ..recording import Recording
 from ..samples import (MAX_PATHS, SampleError, class_counts, delete_samples, newest_samples,
@@ -127,6 +132,12 @@ class CollectorNode(Node):
         self.create_service(UndoCollect, 'undo_collect', self._on_undo,
                             callback_group=services)
         self.create_service(RestoreSamples, 'restore_samples', self._on_restore,
+                            callback_group=services)
+        self._digests = DigestCache()
+        self.samples_served = 0
+        self.create_service(ListSamples, 'list_samples', self._on_list_samples,
+                            callback_group=services)
+        self.create_service(GetSamples, 'get_samples', self._on_get_samples,
                             callback_group=services)
         self.create_timer(0.1, self._check_recording, callback_group=frames)
         if self.state_period > 0:
@@ -234,6 +245,7 @@ class CollectorNode(Node):
         stat.add('free disk (MB)', f'{free / 1e6:.0f}')
         stat.add('frames received', self.frames_received)
         stat.add('collected', self.saved)
+        stat.add('samples sent over ROS', self.samples_served)
         for kind in dict.fromkeys([k for _, k in REFUSAL_KINDS] + ['other']):
             stat.add(f'refused: {kind}', self.refused[kind])
         return stat
@@ -454,6 +466,54 @@ class CollectorNode(Node):
         paths = self._change(response, 'restored',
                              lambda: restore_samples(self.task, list(request.paths)))
         response.restored = [str(p) for p in paths or []]
+        return response
+
+    # -- the dataset for a trainer on another computer ---------------------------------------
+    def _on_list_samples(self, request: ListSamples.Request, response: ListSamples.Response):
+        response.task, response.class_names = self.task.name, list(self.task.classes)
+        count = request.max_count or MAX_PAGE
+        if count > MAX_PAGE:
+            response.success = False
+            response.message = f'max_count must be in 0..{MAX_PAGE}, got {request.max_count}'
+            return response
+        try:
+            listing = list_samples(self.task, self._digests)
+        except OSError as exc:
+            response.success, response.message = False, f'cannot list the dataset: {exc}'
+            self.get_logger().error(response.message)
+            return response
+        page = listing.entries[request.offset:request.offset + count]
+        response.success, response.message = True, listing.note
+        response.total, response.listing_sha256 = len(listing.entries), listing.digest
+        response.labels = [e.label for e in page]
+        response.names = [e.name for e in page]
+        response.sizes = [e.size for e in page]
+        response.sha256s = [e.sha256 for e in page]
+        response.untransferable = listing.untransferable
+        return response
+
+    def _on_get_samples(self, request: GetSamples.Request, response: GetSamples.Response):
+        if len(request.labels) != len(request.names):
+            response.success = False
+            response.message = (f'labels ({len(request.labels)}) and names '
+                                f'({len(request.names)}) must have the same length')
+            return response
+        try:
+            items = read_samples(self.task, list(zip(request.labels, request.names)))
+        except ValueError as exc:
+            response.success, response.message = False, str(exc)
+            return response
+        for item in items:
+            response.samples.append(SampleFile(
+                label=item.label, name=item.name, sha256=item.sha256,
+                data=array.array('B', item.data), error=item.error))
+        failed = [item for item in items if item.error]
+        if failed:  # one line per call, however many were refused
+            self.get_logger().warning(f'get_samples: {len(failed)} of {len(items)} not sent '
+                                      f'(first: {failed[0].label}/{failed[0].name}: '
+                                      f'{failed[0].error})')
+        self.samples_served += len(items) - len(failed)
+        response.success = True
         return response
 
     def _fail(self, response: Collect.Response, reason: str, label: str | None = None):

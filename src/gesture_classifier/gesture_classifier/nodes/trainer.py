@@ -27,6 +27,14 @@ Serves ``get_model`` (gesture_interfaces/srv/GetModel): byte ranges of the curre
 file, so a classifier on another computer can fetch it; the announcement carries the file's
 size and SHA-256 for it to check.
 
+``dataset_source`` (read-only): ``local`` (default) trains on the files in ``dataset_dir``;
+``collector`` first makes ``dataset_dir`` a copy of the collector's dataset over ROS
+(``list_samples`` / ``get_samples``, gesture_classifier.datasync: only samples it lacks or
+holds with other bytes are fetched, each checked by size and SHA-256; samples the collector no
+longer has go to the trainer's trash), before every train and evaluate goal, so the trainer
+can run on another computer with nothing shared but the ROS graph. ``dataset_timeout`` (s)
+bounds each of those calls.
+
 Diagnostics (``/diagnostics``, 1 Hz, status ``trainer: training``): idle or training, epoch and
 progress of the running goal, the last goal's result and model id; ERROR when the last goal
 failed.
@@ -42,7 +50,8 @@ from pathlib import Path
 
 from gesture_interfaces.action import Evaluate, Train
 from gesture_interfaces.msg import ModelInfo, ModelList
-from gesture_interfaces.srv import ExportModel, GetModel, ImportModel, SelectModel
+from gesture_interfaces.srv import (ExportModel, GetModel, GetSamples, ImportModel,
+                                    ListSamples, SelectModel)
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
@@ -50,6 +59,9 @@ from rclpy.node import Node
 
 from ..backends import (AUTO, BACKENDS, BackendError, available_backends, export,
                         require_usable)
+from ..client import ClientError, wait_future
+from ..datasync import (DatasetSyncError, DigestCache, Listing, SampleData, SampleEntry,
+                        SyncCancelled, SyncReport, sync_dataset)
 from ..fsutil import ensure_private_dir
 from ..dataset import DatasetError
 from ..evaluation import format_confusion
@@ -115,6 +127,21 @@ class TrainerNode(Node):
         self.transfer_dir = (Path(os.path.expanduser(transfer)) if transfer else
                              self.task.trash.parent / 'transfer').resolve()
         ensure_private_dir(self.transfer_dir)
+        self.dataset_source = declare(
+            self, 'dataset_source', 'local', "Where training data comes from: 'local' (the "
+            "files in dataset_dir) or 'collector' (dataset_dir becomes a copy of the "
+            "collector's dataset, fetched over ROS before every goal: for a trainer on "
+            'another computer)', read_only=True, constraints='one of local, collector')
+        if self.dataset_source not in ('local', 'collector'):
+            raise ValueError(f"dataset_source must be 'local' or 'collector', got "
+                             f'{self.dataset_source!r}')
+        self.dataset_timeout = declare(
+            self, 'dataset_timeout', 30.0, "Seconds to wait for each of the collector's "
+            'list_samples / get_samples answers (dataset_source: collector)',
+            float_range=(1.0, 600.0), read_only=True)
+        self._digests = DigestCache()
+        self._sync_lock = threading.Lock()  # train and evaluate goals both sync
+        self._last_sync: SyncReport | str | None = None
         self.store = ModelStore(self.task, self.keep_models)
         self._store_lock = threading.RLock()  # versions: train's save, services, the list
         self._busy = threading.Lock()
@@ -135,6 +162,11 @@ class TrainerNode(Node):
         self.create_service(ExportModel, 'export_model', self._on_export, callback_group=group)
         self._announced: ModelInfo | None = None  # the model get_model serves
         self.create_service(GetModel, 'get_model', self._on_get_model, callback_group=group)
+        # created with any dataset_source, so the graph matches the SROS2 policy either way
+        self._list_client = self.create_client(ListSamples, 'list_samples',
+                                               callback_group=group)
+        self._samples_client = self.create_client(GetSamples, 'get_samples',
+                                                  callback_group=group)
         with self._store_lock:
             adopted = self.store.adopt_current()
         if adopted:
@@ -166,6 +198,10 @@ class TrainerNode(Node):
         stat.add('progress', f'{progress.progress:.3f}' if training and progress else '')
         stat.add('last result', last.message if last else '')
         stat.add('last model id', last.model_id if last else '')
+        stat.add('dataset source', self.dataset_source)
+        sync = self._last_sync
+        stat.add('last dataset sync', sync.describe() if isinstance(sync, SyncReport)
+                 else sync or '')
         return stat
 
     def _declare_recipe(self) -> Recipe:
@@ -293,6 +329,18 @@ class TrainerNode(Node):
             with self._store_lock:
                 self.store.add(mf)
 
+        try:
+            sync = self._sync_dataset(lambda: goal_handle.is_cancel_requested)
+        except SyncCancelled as exc:
+            result.error_code, result.message = Train.Result.CANCELED, f'cancelled: {exc}'
+            goal_handle.canceled()
+            return result
+        except (DatasetSyncError, OSError) as exc:
+            return self._abort(goal_handle, result, Train.Result.DATASET_ERROR,
+                               f'could not get the dataset from the collector: {exc}')
+        if sync is not None:
+            result.samples_fetched, result.samples_removed = sync.fetched, sync.removed
+            note += f'; {sync.describe()}'
         try:
             out = train_task(self.task, cfg, self.initial_weights,
                              on_progress=on_progress,
@@ -550,6 +598,16 @@ class TrainerNode(Node):
             return fail(Evaluate.Result.MODEL_ERROR, str(exc))
         result.model_id = mf.model_id
 
+        try:
+            sync = self._sync_dataset(lambda: goal_handle.is_cancel_requested)
+        except SyncCancelled:
+            result.error_code, result.message = Evaluate.Result.CANCELED, 'cancelled'
+            goal_handle.canceled()
+            return result
+        except (DatasetSyncError, OSError) as exc:
+            return fail(Evaluate.Result.DATASET_ERROR,
+                        f'could not get the dataset from the collector: {exc}')
+
         def progress(done, total):
             goal_handle.publish_feedback(Evaluate.Feedback(
                 images_done=done, images_total=total, progress=done / max(total, 1)))
@@ -578,12 +636,67 @@ class TrainerNode(Node):
             parts.append(f'training accuracy {t.accuracy:.3f} on its {t.images} training '
                          'image(s) (not held out)')
         parts += review.notes
+        if sync is not None:
+            parts.append(sync.describe())
         if review.skipped:
             parts.append(f'{review.skipped} unreadable file(s) skipped')
         result.message = '; '.join(parts)
         goal_handle.succeed()
         self.get_logger().info(f'{result.message}\n{format_confusion(v)}')
         return result
+
+    # -- the dataset from the collector (dataset_source: collector) ------------------------
+    def _sync_dataset(self, should_stop) -> SyncReport | None:
+        """Make dataset_dir a copy of the collector's dataset (None with dataset_source
+        local). Raises DatasetSyncError (SyncCancelled), OSError."""
+        if self.dataset_source != 'collector':
+            return None
+
+        def get_page(offset: int, count: int):
+            res = self._call(self._list_client, 'list_samples',
+                             ListSamples.Request(offset=offset, max_count=count))
+            n = len(res.labels)
+            if not len(res.names) == len(res.sizes) == len(res.sha256s) == n:
+                raise DatasetSyncError('the collector sent a malformed listing (arrays of '
+                                       'different lengths)')
+            entries = tuple(SampleEntry(*e) for e in zip(res.labels, res.names,
+                                                         (int(x) for x in res.sizes),
+                                                         res.sha256s))
+            listing = Listing(res.task, tuple(res.class_names), entries, res.untransferable,
+                              res.message)
+            return listing, res.total, res.listing_sha256
+
+        def get_samples(wanted):
+            res = self._call(self._samples_client, 'get_samples', GetSamples.Request(
+                labels=[label for label, _ in wanted], names=[name for _, name in wanted]))
+            return [SampleData(s.label, s.name, s.sha256, bytes(s.data), s.error)
+                    for s in res.samples]
+
+        with self._sync_lock:
+            try:
+                report = sync_dataset(self.task, get_page, get_samples, self._digests,
+                                      should_stop)
+            except (DatasetSyncError, OSError) as exc:
+                self._last_sync = f'failed: {exc}'
+                raise
+        self._last_sync = report
+        self.get_logger().info(report.describe())
+        return report
+
+    def _call(self, client, what: str, request):
+        """One call to the collector; its answer when ``success``, else DatasetSyncError."""
+        if not client.wait_for_service(timeout_sec=min(10.0, self.dataset_timeout)):
+            raise DatasetSyncError(
+                f"the collector's {what} service is not available (is the collector running "
+                'with the same ROS_DOMAIN_ID and namespace, and can the computers discover '
+                'each other?)')
+        try:
+            res = wait_future(client.call_async(request), self.dataset_timeout, what)
+        except ClientError as exc:
+            raise DatasetSyncError(str(exc)) from None
+        if not res.success:
+            raise DatasetSyncError(f'the collector refused {what}: {res.message}')
+        return res
 
     def _on_get_model(self, request: GetModel.Request, response: GetModel.Response):
         """A byte range of the announced model file (only that one)."""
