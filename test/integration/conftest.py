@@ -109,13 +109,27 @@ def connect(groups, log: Path, timeout: float = 120.0) -> GestureClient:
                                    f'{log.read_text()[-4000:]}') from None
 
 
+def graph_root(tmp_path_factory, name: str) -> Path:
+    """A fresh temporary folder for a module's graph; skips the module when the shared test
+    data (real photos) is missing."""
+    if not THUMBS.is_dir():
+        pytest.skip(f'shared test data not found: {THUMBS}')
+    return tmp_path_factory.mktemp(name)
+
+
+def wait_for_subscribers(pub, count: int, timeout: float = 20.0) -> None:
+    """Until ``count`` subscriptions have matched ``pub`` (a message published before
+    discovery is lost on a best-effort topic); the test then fails on its own if not."""
+    deadline = time.monotonic() + timeout
+    while pub.get_subscription_count() < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 @pytest.fixture(scope='module')
 def system(tmp_path_factory):
     """camera, collector, trainer and classifier with the project's parameter file plus
     test overrides (a temporary data_dir, the camera on real thumbs-up photos)."""
-    if not THUMBS.is_dir():
-        pytest.skip(f'shared test data not found: {THUMBS}')
-    tmp = tmp_path_factory.mktemp('system')
+    tmp = graph_root(tmp_path_factory, 'system')
     data_dir = tmp / 'data'
     overrides = graph_overrides(
         data_dir, camera=dict(source=str(THUMBS / 'thumbs_up'), width=0, height=0, rate=10.0,
@@ -127,16 +141,20 @@ def system(tmp_path_factory):
 
 
 @contextlib.contextmanager
-def running_graph(overrides: dict, data_dir: Path, log: Path, names=tuple(NODES)):
+def running_graph(overrides: dict, data_dir: Path, log: Path, names=tuple(NODES),
+                  watch_images: bool = True):
     """The nodes ``names`` (default: the four of the system) with ``overrides``, logging to
-    ``log``, and a connected client that keeps camera images; everything is stopped afterwards
-    and the log tail printed."""
+    ``log``, and a connected client (that keeps camera images unless ``watch_images`` is
+    false); everything is stopped afterwards and the log tail printed. Up to 300 s to connect:
+    four node processes importing torch at once took over 120 s on the loaded 2-core machine;
+    a node that exits fails at once."""
     with open(log, 'w') as out:
         nodes = start_nodes(names, overrides, out)
         try:
-            client = connect([nodes], log)
+            client = connect([nodes], log, timeout=300)
             try:
-                client.watch_images()
+                if watch_images:
+                    client.watch_images()
                 yield System(client, nodes, data_dir, log)
             finally:
                 client.close()

@@ -18,8 +18,8 @@ from gesture_classifier.nodes.common import IMAGE_SUB_QOS, MODEL_QOS
 from gesture_interfaces.msg import ModelInfo
 from sensor_msgs.msg import Image
 
-from .conftest import (CLASSES, THUMBS, System, graph_overrides, running_graph, seed_dataset,
-                       start_nodes)
+from .conftest import (CLASSES, THUMBS, System, graph_overrides, graph_root, running_graph,
+                       seed_dataset, start_nodes)
 
 pytestmark = pytest.mark.skipif('onnxruntime' not in available_backends(),
                                 reason='onnxruntime/onnx not installed')
@@ -32,9 +32,7 @@ MAX_PROB_DIFF = 1e-3
 def onnx_system(tmp_path_factory):
     """All four nodes with ``backend: onnxruntime``; 8 real photos per class already in the
     dataset (collecting is tested elsewhere); the camera replays real thumbs-down photos."""
-    if not THUMBS.is_dir():
-        pytest.skip(f'shared test data not found: {THUMBS}')
-    tmp = tmp_path_factory.mktemp('onnx')
+    tmp = graph_root(tmp_path_factory, 'onnx')
     data_dir = tmp / 'data'
     seed_dataset(data_dir, 8)
     overrides = graph_overrides(

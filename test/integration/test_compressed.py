@@ -11,44 +11,32 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import CompressedImage
 
-from gesture_classifier.bringup import NODES
 from gesture_classifier.client import ClientError
 from gesture_classifier.inference import Predictor
 from gesture_classifier.nodes.common import IMAGE_PUB_QOS
 
-from .conftest import CLASSES, THUMBS, connect, graph_overrides, probe_model, start_nodes
+from .conftest import (CLASSES, THUMBS, graph_overrides, graph_root, probe_model, running_graph,
+                       wait_for_subscribers)
 
 pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope='module')
 def graph(tmp_path_factory):
-    if not THUMBS.is_dir():
-        pytest.skip(f'shared test data not found: {THUMBS}')
-    root = tmp_path_factory.mktemp('compressed')
+    root = graph_root(tmp_path_factory, 'compressed')
     model = probe_model(root / 'data' / 'thumbs' / 'models' / 'resnet18.pt', 0.9)
     overrides = graph_overrides(
         root / 'data', camera=dict(source=str(root / 'no_camera'), rate=10.0, width=0,
                                    height=0, jpeg_quality=90),
         classifier=dict(image_transport='compressed'),
         collector=dict(image_transport='compressed', max_collect_rate=1000.0))
-    log = root / 'nodes.log'
-    with open(log, 'w') as out:
-        nodes = start_nodes(NODES, overrides, out)
-        gc = None
-        try:
-            gc = connect([nodes], log, timeout=300)  # four node processes start at once
-            pub = gc.node.create_publisher(CompressedImage, 'image_raw/compressed',
-                                           IMAGE_PUB_QOS)
-            deadline = time.monotonic() + 20
-            while pub.get_subscription_count() < 2 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            yield dict(client=gc, pub=pub, nodes=nodes, log=log, model=model, root=root)
-        finally:
-            if gc is not None:
-                gc.close()
-            nodes.stop()
-    print(f'\n--- node log ---\n{log.read_text()[-3000:]}')
+    with running_graph(overrides, root / 'data', root / 'nodes.log',
+                       watch_images=False) as system:
+        pub = system.client.node.create_publisher(CompressedImage, 'image_raw/compressed',
+                                                  IMAGE_PUB_QOS)
+        wait_for_subscribers(pub, 2)
+        yield dict(client=system.client, pub=pub, nodes=system.nodes, log=system.log,
+                   model=model, root=root)
 
 
 def _compressed(data: bytes, fmt: str, frame_id: str, client) -> CompressedImage:

@@ -22,14 +22,13 @@ from hypothesis import strategies as st
 from gesture_interfaces.msg import ModelInfo
 from sensor_msgs.msg import Image
 
-from gesture_classifier.bringup import NODES
 from gesture_classifier.client import TrainStatus
 from gesture_classifier.imaging import ENCODINGS
 from gesture_classifier.nodes.common import IMAGE_PUB_QOS, MODEL_QOS
 from gesture_classifier.versions import MODEL_ID_PATTERN
 
-from .conftest import (CLASSES, COUNTS, THUMBS, connect, graph_overrides, seed_dataset,
-                       start_nodes)
+from .conftest import (CLASSES, COUNTS, THUMBS, graph_overrides, graph_root, running_graph,
+                       seed_dataset, wait_for_subscribers)
 
 pytestmark = pytest.mark.timeout(900)
 HYPO = settings(max_examples=150, deadline=None, derandomize=True, database=None,
@@ -38,36 +37,25 @@ HYPO = settings(max_examples=150, deadline=None, derandomize=True, database=None
 
 @pytest.fixture(scope='module')
 def hostile(tmp_path_factory):
-    if not THUMBS.is_dir():
-        pytest.skip(f'shared test data not found: {THUMBS}')
-    root = tmp_path_factory.mktemp('hostile')
+    root = graph_root(tmp_path_factory, 'hostile')
     data_dir = root / 'data'
     dataset = seed_dataset(data_dir, 4)  # a few real samples so a model can be trained first
     # The test is the only source of frames: the camera points at nothing.
     overrides = graph_overrides(data_dir, camera=dict(source=str(root / 'no_camera')),
                                collector=dict(max_collect_rate=1000.0),
                                trainer=dict(val_fraction=0.0, max_epochs=100))
-    log = root / 'nodes.log'
-    with open(log, 'w') as out:
-        nodes = start_nodes(NODES, overrides, out)
-        gc = None
-        try:
-            gc = connect([nodes], log)
-            outcome = gc.train(epochs=1, timeout=300)
-            assert outcome.status is TrainStatus.SUCCEEDED, outcome.result.message
-            pub = gc.node.create_publisher(Image, 'image_raw', IMAGE_PUB_QOS)
-            deadline = time.monotonic() + 20
-            while pub.get_subscription_count() < 2 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            before = {p for p in root.rglob('*') if p.is_file()}
-            yield dict(client=gc, nodes=nodes, root=root, dataset=dataset, pub=pub, log=log,
-                       model=data_dir / 'thumbs' / 'models' / 'resnet18.pt', before=before,
-                       acknowledged=[], trash=data_dir / 'thumbs' / 'trash',
-                       transfer=data_dir / 'thumbs' / 'transfer')
-        finally:
-            if gc is not None:
-                gc.close()
-            nodes.stop()
+    with running_graph(overrides, data_dir, root / 'nodes.log',
+                       watch_images=False) as system:
+        gc = system.client
+        outcome = gc.train(epochs=1, timeout=300)
+        assert outcome.status is TrainStatus.SUCCEEDED, outcome.result.message
+        pub = gc.node.create_publisher(Image, 'image_raw', IMAGE_PUB_QOS)
+        wait_for_subscribers(pub, 2)
+        before = {p for p in root.rglob('*') if p.is_file()}
+        yield dict(client=gc, nodes=system.nodes, root=root, dataset=dataset, pub=pub,
+                   log=system.log, model=data_dir / 'thumbs' / 'models' / 'resnet18.pt',
+                   before=before, acknowledged=[], trash=data_dir / 'thumbs' / 'trash',
+                   transfer=data_dir / 'thumbs' / 'transfer')
 
 
 def _count(key):

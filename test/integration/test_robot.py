@@ -10,7 +10,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 
 from gesture_classifier.backends import available_backends
 
-from .conftest import THUMBS, graph_overrides, running_graph
+from .conftest import THUMBS, graph_overrides, graph_root, running_graph
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -18,9 +18,7 @@ pytestmark = pytest.mark.timeout(300)
 @pytest.fixture(scope='module')
 def robot(tmp_path_factory):
     """All four nodes, the camera replaying real thumbs-up photos at 10 Hz."""
-    if not THUMBS.is_dir():
-        pytest.skip(f'shared test data not found: {THUMBS}')
-    tmp = tmp_path_factory.mktemp('robot')
+    tmp = graph_root(tmp_path_factory, 'robot')
     overrides = graph_overrides(
         tmp / 'data', camera=dict(source=str(THUMBS / 'thumbs_up'), width=0, height=0,
                                   rate=10.0, loop=True),

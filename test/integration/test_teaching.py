@@ -12,16 +12,14 @@ from gesture_interfaces.action import Evaluate, Train
 
 from gesture_classifier.client import TrainStatus, wait_future
 
-from .conftest import CLASSES, THUMBS, graph_overrides, running_graph
+from .conftest import CLASSES, THUMBS, graph_overrides, graph_root, running_graph
 
 pytestmark = pytest.mark.timeout(900)
 
 
 @pytest.fixture(scope='module')
 def loop(tmp_path_factory):
-    if not THUMBS.is_dir():
-        pytest.skip(f'shared test data not found: {THUMBS}')
-    tmp = tmp_path_factory.mktemp('teaching')
+    tmp = graph_root(tmp_path_factory, 'teaching')
     data_dir = tmp / 'data'
     overrides = graph_overrides(
         data_dir, camera=dict(source=str(THUMBS / 'thumbs_up'), width=0, height=0, rate=10.0,

@@ -11,39 +11,27 @@ import pytest
 from gesture_interfaces.msg import ModelInfo
 from gesture_interfaces.srv import GetSamples, ListSamples
 
-from gesture_classifier.bringup import NODES
 from gesture_classifier.client import TrainStatus, wait_future
 from gesture_classifier.nodes.common import MODEL_QOS
 
-from .conftest import (CLASSES, THUMBS, collect_n, connect, graph_overrides, seed_dataset,
-                       start_nodes)
+from .conftest import (CLASSES, THUMBS, collect_n, graph_overrides, graph_root, running_graph,
+                       seed_dataset)
 
 pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture(scope='module')
 def two_sides(tmp_path_factory):
-    if not THUMBS.is_dir():
-        pytest.skip(f'shared test data not found: {THUMBS}')
-    root = tmp_path_factory.mktemp('transfer')
+    root = graph_root(tmp_path_factory, 'transfer')
     workstation, robot = root / 'workstation', root / 'robot'
     seed_dataset(robot, 4)  # collected on the robot; the workstation starts with nothing
     overrides = graph_overrides(
         robot, camera=dict(source=str(THUMBS / 'thumbs_up'), rate=10.0, loop=True, width=0,
                            height=0),
         trainer=dict(data_dir=str(workstation), val_fraction=0.0, dataset_source='collector'))
-    log = root / 'nodes.log'
-    with open(log, 'w') as out:
-        nodes = start_nodes(NODES, overrides, out)
-        gc = None
-        try:
-            gc = connect([nodes], log, timeout=300)  # four node processes start at once
-            yield dict(client=gc, nodes=nodes, log=log, workstation=workstation, robot=robot)
-        finally:
-            if gc is not None:
-                gc.close()
-            nodes.stop()
-    print(f'\n--- node log ---\n{log.read_text()[-3000:]}')
+    with running_graph(overrides, robot, root / 'nodes.log') as system:
+        yield dict(client=system.client, nodes=system.nodes, log=system.log,
+                   workstation=workstation, robot=robot)
 
 
 def _samples(data_dir) -> dict[str, bytes]:
