@@ -65,7 +65,7 @@ def _count(key):
 def _cancel_and_wait(gc, handle, timeout: float = 120.0) -> None:
     """Cancel the accepted goal and wait for its end (keeps each round bounded)."""
     gc.cancel_training()
-    res = handle.get_result_async()
+    res = gc.result_async(handle)
     deadline = time.monotonic() + timeout
     while not res.done() and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -159,9 +159,9 @@ def test_goals_during_a_running_goal_and_a_cancel_storm(hostile):
         _count('goals during a running goal')
     # Waves of 8 concurrent cancels: a wave stays within the service queue depth (10), beyond
     # which DDS drops requests before the trainer sees them.
-    res = handle.get_result_async()
+    res = gc.result_async(handle)
     for _ in range(3):
-        futures = [handle.cancel_goal_async() for _ in range(8)]
+        futures = [gc.cancel_async(handle) for _ in range(8)]
         COUNTS['cancel storm requests'] = COUNTS.get('cancel storm requests', 0) + 8
         deadline = time.monotonic() + 30
         while not all(f.done() for f in futures) and time.monotonic() < deadline:

@@ -131,6 +131,42 @@ def test_train_without_data_is_aborted_with_a_reason(system):
     assert 'thumbs' in outcome.result.message and not outcome.result.success
 
 
+class _SlowSender:
+    """Stands between an ActionClient and its rcl handle: after each request is sent, the
+    sending thread pauses, as a preempted thread would, before the client can register the
+    request's future. An answer that arrives meanwhile must not be lost (ros2/rclpy#1123)."""
+
+    def __init__(self, handle, pause: float):
+        self._handle, self._pause, self.sent = handle, pause, 0
+
+    def __getattr__(self, name):
+        attr = getattr(self._handle, name)
+        if not name.startswith('send_'):
+            return attr
+
+        def send(*args):
+            number = attr(*args)
+            self.sent += 1
+            time.sleep(self._pause)
+            return number
+        return send
+
+
+def test_an_answer_that_arrives_before_the_client_registers_it_is_not_lost(system):
+    """The train action client pauses 1 s after sending each request (goal, then result): the
+    trainer's answers (a rejected-for-no-data goal ends at once) arrive during the pause."""
+    action = system.client._train
+    real = action._client_handle
+    action._client_handle = slow = _SlowSender(real, 1.0)
+    try:
+        outcome = system.client.train(epochs=1, timeout=30)
+    finally:
+        action._client_handle = real
+    assert slow.sent == 2, 'goal and result requests went through the pause'
+    assert outcome.status is TrainStatus.ABORTED
+    assert outcome.result.error_code == Train.Result.DATASET_ERROR
+
+
 # -- collector ----------------------------------------------------------------------------------
 def test_collect_stores_frames_under_the_label(system, dataset):
     for label, responses in dataset.items():
@@ -247,7 +283,7 @@ def test_second_goal_is_rejected_and_cancel_keeps_the_model(system, trained):
     gc._goal_handle = handle
     t_cancel = time.monotonic()
     assert gc.cancel_training()
-    res = handle.get_result_async()
+    res = gc.result_async(handle)
     _wait_until(res.done, 60, 'the cancelled goal to end')
     assert time.monotonic() - t_cancel < 30
     result = res.result()

@@ -240,7 +240,7 @@ def test_deleting_samples_while_training(loop):
     d = gc.delete_samples(extra)
     assert d.success, d.message
     gc.dataset_state(lambda s: list(s.counts) == _on_disk(system))
-    res = wait_future(handle.get_result_async(), 600, 'train result')
+    res = wait_future(gc.result_async(handle), 600, 'train result')
     # it goes on (the images were loaded) or fails with a reason; it never crashes
     assert res.status in (GoalStatus.STATUS_SUCCEEDED, GoalStatus.STATUS_ABORTED)
     assert res.result.message

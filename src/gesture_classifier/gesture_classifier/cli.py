@@ -204,7 +204,7 @@ def train_with_progress(gc: GestureClient, epochs: int, batch_size: int = 0,
     if handle is None:
         bar.close()
         return TrainStatus.REJECTED, None, 0
-    future = handle.get_result_async()
+    future = gc.result_async(handle)
     try:
         while not future.done():
             time.sleep(0.1)

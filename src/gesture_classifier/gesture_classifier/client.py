@@ -40,6 +40,7 @@ from rclpy.action import ActionClient
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.task import Future
 from sensor_msgs.msg import Image
 
 # Importing gesture_classifier.nodes applies config/fastdds.xml (gesture_classifier.middleware)
@@ -76,6 +77,46 @@ class EvaluateOutcome:
     status: TrainStatus
     result: Evaluate.Result | None
     feedback_count: int
+
+
+def start_on_executor(node: Node, start: Callable[[], Future]) -> Future:
+    """Run ``start`` (a call such as ``action_client.send_goal_async(goal)``,
+    ``goal_handle.get_result_async()`` or ``cancel_goal_async()``) on the thread that spins
+    ``node``'s executor, and return a future of the outcome of the future it returns.
+
+    Why: in the rclpy of the Jazzy wheels (7.1.6; Humble's is alike) an ActionClient sends the
+    request *before* it registers the request's future (ros2/rclpy#1123, fixed in Kilted and
+    later backports). When another thread calls it while the executor spins, the executor can
+    take the answer in between; the answer is then dropped ("Ignoring unexpected ...
+    response") and the future never completes: the cause of the suite's rare "send train goal /
+    evaluate result: no answer within" failures on Jazzy. Started from the executor's own
+    (single) thread, the answer cannot be taken before the future is registered.
+
+    Raises (through the returned future): whatever ``start`` raises.
+    """
+    outer = Future()
+
+    def chain(inner: Future) -> None:
+        if inner.cancelled():
+            outer.cancel()
+        elif inner.exception() is not None:
+            outer.set_exception(inner.exception())
+        else:
+            outer.set_result(inner.result())
+
+    def run() -> None:
+        try:
+            inner = start()
+        except Exception as exc:  # handed to the waiter, never lost in the executor
+            outer.set_exception(exc)
+            return
+        inner.add_done_callback(chain)
+
+    executor = node.executor
+    if executor is None:
+        raise ClientError(f'node {node.get_name()} is not spinning in an executor')
+    executor.create_task(run)
+    return outer
 
 
 def wait_future(future, timeout: float, what: str):
@@ -374,9 +415,9 @@ class GestureClient:
         goal = Train.Goal(epochs=epochs, batch_size=batch_size,
                           learning_rate=float(learning_rate), recipe=recipe, start=start,
                           from_model_id=from_model_id, keep_last_epoch=keep_last_epoch)
-        handle = wait_future(self._train.send_goal_async(
-            goal, feedback_callback=(lambda fb: on_feedback(fb.feedback)) if on_feedback
-            else None), timeout, 'send train goal')
+        feedback = (lambda fb: on_feedback(fb.feedback)) if on_feedback else None
+        handle = wait_future(start_on_executor(self.node, lambda: self._train.send_goal_async(
+            goal, feedback_callback=feedback)), timeout, 'send train goal')
         if not handle.accepted:
             return None
         self._goal_handle = handle
@@ -398,16 +439,25 @@ class GestureClient:
                                       **goal)
         if handle is None:
             return TrainOutcome(TrainStatus.REJECTED, None, 0)
-        res = wait_future(handle.get_result_async(), timeout, 'train result')
+        res = wait_future(self.result_async(handle), timeout, 'train result')
         self._goal_handle = None
         return TrainOutcome(TrainStatus(res.status), res.result, count[0])
+
+    def result_async(self, handle) -> Future:
+        """Future of the result (``GetResult.Response``: status, result) of an accepted goal
+        ``handle`` of this client; requested from the executor's thread (start_on_executor)."""
+        return start_on_executor(self.node, handle.get_result_async)
+
+    def cancel_async(self, handle) -> Future:
+        """Future of the cancel response for goal ``handle`` (as result_async)."""
+        return start_on_executor(self.node, handle.cancel_goal_async)
 
     def cancel_training(self, timeout: float = 10.0) -> bool:
         """Ask the running goal (sent by this client) to stop; True if the trainer accepted."""
         handle = self._goal_handle
         if handle is None:
             return False
-        res = wait_future(handle.cancel_goal_async(), timeout, 'cancel')
+        res = wait_future(self.cancel_async(handle), timeout, 'cancel')
         return len(res.goals_canceling) > 0
 
     def evaluate(self, model_id: str = '', batch_size: int = 0,
@@ -424,12 +474,12 @@ class GestureClient:
             if on_feedback:
                 on_feedback(msg.feedback)
 
-        handle = wait_future(self._evaluate.send_goal_async(
-            Evaluate.Goal(model_id=model_id, batch_size=batch_size), feedback_callback=fb),
-            min(timeout, 30.0), 'send evaluate goal')  # a busy trainer may answer late
+        goal = Evaluate.Goal(model_id=model_id, batch_size=batch_size)
+        handle = wait_future(start_on_executor(self.node, lambda: self._evaluate.send_goal_async(
+            goal, feedback_callback=fb)), min(timeout, 30.0), 'send evaluate goal')
         if not handle.accepted:
             return EvaluateOutcome(TrainStatus.REJECTED, None, 0)
-        res = wait_future(handle.get_result_async(), timeout, 'evaluate result')
+        res = wait_future(self.result_async(handle), timeout, 'evaluate result')
         return EvaluateOutcome(TrainStatus(res.status), res.result, count[0])
 
     # -- dataset and model state -----------------------------------------------------------

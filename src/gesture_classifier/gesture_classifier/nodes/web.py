@@ -62,7 +62,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from ..client import set_parameters_request
+from ..client import set_parameters_request, start_on_executor
 from ..webapp import (BackendError, FrameHub, Signal, WebConfig, effective_token, make_app,
                       read_assets)
 from .common import (IMAGE_SUB_QOS, LATCHED_QOS, MODEL_QOS, PREDICTION_QOS, declare,
@@ -642,9 +642,9 @@ class WebNode(Node):
         self._require(self._evaluate.server_is_ready(), 'the evaluate action', 'trainer')
         with self._lock:
             self._evaluation = {'state': 'sending'}
-        handle = await self._ros(self._evaluate.send_goal_async(
-            Evaluate.Goal(model_id='', batch_size=0), feedback_callback=self._on_eval_feedback),
-            'send the evaluate goal')
+        handle = await self._ros(start_on_executor(self, lambda: self._evaluate.send_goal_async(
+            Evaluate.Goal(model_id='', batch_size=0),
+            feedback_callback=self._on_eval_feedback)), 'send the evaluate goal')
         if not handle.accepted:
             message = 'the trainer rejected the evaluation (it is busy: a goal runs)'
             with self._lock:
@@ -653,7 +653,7 @@ class WebNode(Node):
         self._eval_goal = handle
         with self._lock:
             self._evaluation['state'] = 'running'
-        handle.get_result_async().add_done_callback(self._on_eval_result)
+        start_on_executor(self, handle.get_result_async).add_done_callback(self._on_eval_result)
         return {'accepted': True}
 
     @guarded
@@ -716,10 +716,9 @@ class WebNode(Node):
         try:
             with self._lock:
                 self._training = {'state': 'sending', 'epochs': epochs, 'history': []}
-            handle = await self._ros(self._train.send_goal_async(
-                Train.Goal(epochs=epochs, start=_START[start]),
-                feedback_callback=self._on_feedback),
-                'send the train goal')
+            goal = Train.Goal(epochs=epochs, start=_START[start])
+            handle = await self._ros(start_on_executor(self, lambda: self._train.send_goal_async(
+                goal, feedback_callback=self._on_feedback)), 'send the train goal')
         except BaseException:
             self._goal_busy = False
             with self._lock:
@@ -735,14 +734,14 @@ class WebNode(Node):
         self._goal = handle
         with self._lock:
             self._training['state'] = 'running'
-        handle.get_result_async().add_done_callback(self._on_result)
+        start_on_executor(self, handle.get_result_async).add_done_callback(self._on_result)
         return {'accepted': True, 'epochs': epochs}
 
     async def cancel_training(self) -> dict:
         handle = self._goal
         if handle is None:
             raise BackendError('no training goal sent from this page is running')
-        res = await self._ros(handle.cancel_goal_async(), 'cancel')
+        res = await self._ros(start_on_executor(self, handle.cancel_goal_async), 'cancel')
         accepted = len(res.goals_canceling) > 0
         if accepted:
             with self._lock:
