@@ -257,6 +257,72 @@ def test_probability_bars_move_when_the_camera_switches_class(web, page):
     web.alive()
 
 
+def _classifier_params(web, *names) -> list[float]:
+    """The classifier's double parameters ``names``, asked over ROS (not through the page)."""
+    from rcl_interfaces.srv import GetParameters
+
+    from gesture_classifier.client import wait_future
+    client = web.client.node.create_client(GetParameters, 'classifier/get_parameters')
+    try:
+        assert client.wait_for_service(timeout_sec=10)
+        res = wait_future(client.call_async(GetParameters.Request(names=list(names))), 10,
+                          'classifier/get_parameters')
+    finally:
+        web.client.node.destroy_client(client)
+    return [v.double_value for v in res.values]
+
+
+def _slide(page, name: str, value: float) -> None:
+    """Move a range input as a user's drag ends: value, then input and change events."""
+    page.evaluate(f"""() => {{ const e = document.getElementById('{name}');
+        e.value = '{value}'; e.dispatchEvent(new Event('input', {{bubbles: true}}));
+        e.dispatchEvent(new Event('change', {{bubbles: true}})); }}""")
+
+
+def test_gesture_sliders_set_the_classifier_and_show_the_stable_gesture(web, page):
+    # the page shows the classifier's own values once it has asked for them
+    wait_js(page, "!document.getElementById('threshold').disabled", 20)
+    threshold, smoothing = _classifier_params(web, 'gesture_threshold', 'gesture_smoothing')
+    assert float(page.input_value('#threshold')) == pytest.approx(threshold)
+    assert float(page.input_value('#smoothing')) == pytest.approx(smoothing)
+    try:
+        # a low threshold: the trained model's top class on the camera's photos becomes
+        # the stable gesture, which the classifier publishes on `gestures`
+        _slide(page, 'threshold', 0.05)
+        wait_js(page, "document.getElementById('threshold-value').textContent === '0.05'", 5)
+        deadline = time.monotonic() + 20
+        while _classifier_params(web, 'gesture_threshold') != [pytest.approx(0.05)]:
+            assert time.monotonic() < deadline, 'the classifier did not get the threshold'
+            time.sleep(0.2)
+        label = wait_js(page, "['thumbs_up', 'thumbs_down'].includes(document.getElementById("
+                              "'gesture-label').textContent) && document.getElementById("
+                              "'gesture-label').textContent", 30)
+        assert label in CLASSES
+        _slide(page, 'smoothing', 0.9)
+        deadline = time.monotonic() + 20
+        while _classifier_params(web, 'gesture_smoothing') != [pytest.approx(0.9)]:
+            assert time.monotonic() < deadline, 'the classifier did not get the smoothing'
+            time.sleep(0.2)
+        screenshot(page, 'gesture-sliders')
+        # out of range, NaN, mistyped: refused before ROS; the classifier keeps its values
+        port = web.port
+        for body, words in (({'threshold': 2, 'smoothing': 0.5}, '[0, 1]'),
+                            ('{"threshold": NaN, "smoothing": 0.5}', '[0, 1]'),
+                            ({'threshold': 0.5, 'smoothing': 1.0}, '[0, 0.99]'),
+                            ({'threshold': '0.5', 'smoothing': 0.5}, 'must be float'),
+                            ({'threshold': True, 'smoothing': 0.5}, 'must be float'),
+                            ({'threshold': 0.5}, 'exactly')):
+            status, answer = post(port, '/api/gesture', body)
+            assert status == 400 and words in answer['error'], (body, status, answer)
+        assert _classifier_params(web, 'gesture_threshold', 'gesture_smoothing') == \
+            [pytest.approx(0.05), pytest.approx(0.9)]
+        status, answer = post(port, '/api/gesture', {'threshold': 1, 'smoothing': 0})
+        assert status == 200 and answer == {'threshold': 1.0, 'smoothing': 0.0}
+    finally:
+        post(web.port, '/api/gesture', {'threshold': threshold, 'smoothing': smoothing})
+    web.alive()
+
+
 def _state(port: int) -> dict:
     status, state = request(port, 'GET', '/api/state')
     assert status == 200
@@ -264,7 +330,9 @@ def _state(port: int) -> dict:
 
 
 def test_train_more_continues_and_an_earlier_model_can_be_selected(web, page):
-    first = page.text_content('#model-id')
+    # the page is live before its first state is drawn: wait for the model the state names
+    first = wait_js(page, "(t => t !== 'none yet' && t)(document.getElementById('model-id')"
+                          ".textContent)", 20)
     page.fill('#epochs', '1')
     page.select_option('#start', 'continue')
     page.click('#train')

@@ -21,6 +21,10 @@ Routes (all behind :class:`Guard`)::
     POST /api/train/cancel {}               -> cancel the goal this page (node) sent
     POST /api/camera       {"source": str}  -> the camera's ``source`` parameter; only one of
                                                the web node's ``camera_sources``
+    POST /api/gesture      {"threshold": float, "smoothing": float}
+                                            -> the classifier's gesture_threshold ([0, 1]) and
+                                               gesture_smoothing ([0, 0.99]); its refusal is a
+                                               409 with the reason
     POST /api/record/start {"label": str}   -> hold to record: the collector saves new frames
     POST /api/record/stop  {}                  until stop (or its own limits)
     POST /api/delete       {"id": str}      -> delete_samples of one sample shown on the page
@@ -127,6 +131,7 @@ class Backend(Protocol):
     async def train(self, epochs: int, start: str) -> dict[str, Any]: ...
     async def cancel_training(self) -> dict[str, Any]: ...
     async def set_camera_source(self, source: str) -> dict[str, Any]: ...
+    async def set_gesture(self, threshold: float, smoothing: float) -> dict[str, Any]: ...
     async def record(self, label: str | None) -> dict[str, Any]: ...
     async def delete_sample(self, path: str) -> dict[str, Any]: ...
     async def undo(self, label: str) -> dict[str, Any]: ...
@@ -242,7 +247,8 @@ class RequestError(ValueError):
 
 
 async def parse_body(request: web.Request, fields: dict[str, type]) -> dict[str, Any]:
-    """The JSON object of a POST, with exactly ``fields`` (name -> type; a bool is no int).
+    """The JSON object of a POST, with exactly ``fields`` (name -> type; a bool is no int; a
+    float field takes a JSON integer too, converted, as JavaScript writes 1.0 as ``1``).
 
     Raises:
         RequestError: body over MAX_BODY bytes (413), not UTF-8 JSON, not an object, a
@@ -265,7 +271,9 @@ async def parse_body(request: web.Request, fields: dict[str, type]) -> dict[str,
                            f'{len(extra)} unknown and {len(missing)} missing')
     for name, kind in fields.items():
         value = body[name]
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            body[name] = value = float(value)
+        if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
             raise RequestError(f'{name} must be {kind.__name__}, got {type(value).__name__}')
     return body
 
@@ -587,6 +595,14 @@ def make_app(config: WebConfig, backend: Backend, frames: FrameHub, state: Signa
         return web.Response(body=jpeg, content_type='image/jpeg',
                             headers={'Cache-Control': 'private, max-age=3600'})
 
+    async def gesture(threshold: float, smoothing: float):
+        # the classifier checks again (its parameter ranges); this keeps NaN and junk local
+        if not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
+            raise RequestError('threshold must be in [0, 1]')
+        if not (math.isfinite(smoothing) and 0.0 <= smoothing <= 0.99):
+            raise RequestError('smoothing must be in [0, 0.99]')
+        return await backend.set_gesture(threshold, smoothing)
+
     async def camera(source: str):
         if source not in config.camera_sources:
             raise RequestError("source is not one of the web node's camera_sources")
@@ -602,6 +618,7 @@ def make_app(config: WebConfig, backend: Backend, frames: FrameHub, state: Signa
     app.router.add_post('/api/train', api({'epochs': int, 'start': str}, train))
     app.router.add_post('/api/train/cancel', api({}, backend.cancel_training))
     app.router.add_post('/api/camera', api({'source': str}, camera))
+    app.router.add_post('/api/gesture', api({'threshold': float, 'smoothing': float}, gesture))
     app.router.add_post('/api/record/start', api({'label': str}, record_start))
     app.router.add_post('/api/record/stop', api({}, record_stop))
     app.router.add_post('/api/delete', api({'id': str}, delete))

@@ -399,12 +399,48 @@ function renderNotices(list) {
   }));
 }
 
+// -- gesture events: the stable gesture and the classifier's threshold / smoothing ----------
+const sliderBusy = { threshold: false, smoothing: false };  // the user is moving it
+
+function renderGesture(g) {
+  if (!g) return;
+  const label = g.label === null ? '-' : (g.label === '' ? 'none' : g.label);
+  $('gesture-label').textContent = label;
+  $('gesture-conf').textContent = g.label ? pct(g.confidence) : '';
+  for (const name of ['threshold', 'smoothing']) {
+    const input = $(name);
+    const known = g[name] !== null && g[name] !== undefined;
+    input.disabled = !known;
+    if (known && !sliderBusy[name]) input.value = String(g[name]);
+    $(`${name}-value`).textContent = known ? Number(input.value).toFixed(2) : '-';
+  }
+}
+
+function bindGestureSliders() {
+  for (const name of ['threshold', 'smoothing']) {
+    const input = $(name);
+    input.addEventListener('input', () => {
+      sliderBusy[name] = true;
+      $(`${name}-value`).textContent = Number(input.value).toFixed(2);
+    });
+    input.addEventListener('change', async () => {
+      const body = { threshold: Number($('threshold').value),
+                     smoothing: Number($('smoothing').value) };
+      const r = await post('/api/gesture', body);
+      sliderBusy[name] = false;
+      if (r) toast(`gesture threshold ${r.threshold.toFixed(2)}, smoothing ${r.smoothing.toFixed(2)}`);
+      if (state) renderGesture(state.gesture);
+    });
+  }
+}
+
 function render(s) {
   state = s;
   $('task').textContent = `task ${s.task}`;
   const key = JSON.stringify(s.classes);
   if (key !== classesKey) { classesKey = key; buildClasses(s.classes); }
   renderPrediction(s);
+  renderGesture(s.gesture);
   renderCamera(s.camera);
   renderSamples(s);
   renderTraining(s.training);
@@ -430,6 +466,7 @@ function connect(delay) {
 document.addEventListener('DOMContentLoaded', () => {
   startVideo();
   connect(500);
+  bindGestureSliders();
   $('train-form').addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const epochs = Number($('epochs').value);

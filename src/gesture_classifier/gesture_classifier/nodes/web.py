@@ -11,12 +11,15 @@ callback ever blocks, and the web loop never waits on the executor.
 Uses (names relative, so a namespace or remap moves them):
     subscribes ``image_raw`` only while a page shows the video (sensor data QoS, depth 1: only
         a reference to the newest frame is kept, JPEG-encoded for the viewers), ``predictions``,
-        ``model`` and ``dataset`` (latched), ``/parameter_events`` (the camera's ``source``)
-        and ``/rosout`` (warnings and errors of the four nodes, shown as notices);
+        ``gestures`` (the stable gesture), ``model`` and ``dataset`` (latched),
+        ``/parameter_events`` (the camera's ``source``, the classifier's ``gesture_threshold``
+        and ``gesture_smoothing``) and ``/rosout`` (warnings and errors of the four nodes,
+        shown as notices);
     calls ``collect``, ``record``, ``delete_samples``, ``undo_collect``, ``restore_samples``,
-        ``select_model``, ``camera/set_parameters``, ``camera/get_parameters`` and the
-        ``train`` (goals sent by the page can be cancelled from it) and ``evaluate`` actions;
-        subscribes ``models`` (latched) too.
+        ``select_model``, ``camera/set_parameters``, ``camera/get_parameters``,
+        ``classifier/set_parameters``, ``classifier/get_parameters`` (the page's gesture
+        sliders, validated by the classifier) and the ``train`` (goals sent by the page can be
+        cancelled from it) and ``evaluate`` actions; subscribes ``models`` (latched) too.
 
 The one file access: to show thumbnails it reads (never writes) sample images whose paths
 the collector reported (``collect`` / ``record`` answers, the ``dataset`` topic), only
@@ -52,7 +55,7 @@ from pathlib import Path
 from action_msgs.msg import GoalStatus
 from aiohttp import web
 from gesture_interfaces.action import Evaluate, Train
-from gesture_interfaces.msg import DatasetState, ModelInfo, ModelList, Prediction
+from gesture_interfaces.msg import DatasetState, GestureEvent, ModelInfo, ModelList, Prediction
 from gesture_interfaces.srv import (Collect, DeleteSamples, Record, RestoreSamples,
                                     SelectModel, UndoCollect)
 from rcl_interfaces.msg import Log, ParameterEvent
@@ -68,6 +71,8 @@ from ..webapp import (BackendError, FrameHub, Signal, WebConfig, effective_token
 from .common import (IMAGE_SUB_QOS, LATCHED_QOS, MODEL_QOS, PREDICTION_QOS, declare,
                      declare_task, run_node)
 
+#: The classifier parameters the page's sliders set -> key in the page's state.
+GESTURE_PARAMS = {'gesture_threshold': 'threshold', 'gesture_smoothing': 'smoothing'}
 #: Nodes whose warnings and errors the page shows as notices.
 WATCHED_NODES = ('camera', 'collector', 'trainer', 'classifier')
 _STATUS = {GoalStatus.STATUS_SUCCEEDED: 'succeeded', GoalStatus.STATUS_CANCELED: 'canceled',
@@ -216,12 +221,19 @@ class WebNode(Node):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._asked_source = False     # a get_parameters call for the source is under way
+        # the classifier's gesture_threshold / gesture_smoothing (None until known) and the
+        # newest gesture event
+        self._gesture: dict = {'threshold': None, 'smoothing': None, 'label': None,
+                               'confidence': None, 'since': None}
+        self._asked_gesture = False
         self.port = 0                  # the port listened on, once started
         self.url = ''
 
         self._collect = self.create_client(Collect, 'collect')
         self._set_params = self.create_client(SetParameters, 'camera/set_parameters')
         self._get_params = self.create_client(GetParameters, 'camera/get_parameters')
+        self._set_cls_params = self.create_client(SetParameters, 'classifier/set_parameters')
+        self._get_cls_params = self.create_client(GetParameters, 'classifier/get_parameters')
         self._record = self.create_client(Record, 'record')
         self._delete = self.create_client(DeleteSamples, 'delete_samples')
         self._undo = self.create_client(UndoCollect, 'undo_collect')
@@ -231,12 +243,14 @@ class WebNode(Node):
         self._select = self.create_client(SelectModel, 'select_model')
         ns = self.get_namespace().rstrip('/')
         self._camera_fqn = f'{ns}/camera'
+        self._classifier_fqn = f'{ns}/classifier'
         self._watched = {f'{ns}/{n}'.lstrip('/').replace('/', '.') for n in WATCHED_NODES}
         self._image_sub = None         # image_raw, only while a page shows the video
         self._unwatched_since: float | None = None
         self.create_subscription(Prediction, 'predictions', self._on_prediction,
                                  PREDICTION_QOS)
         self.create_subscription(ModelInfo, 'model', self._on_model, MODEL_QOS)
+        self.create_subscription(GestureEvent, 'gestures', self._on_gesture, PREDICTION_QOS)
         self.create_subscription(DatasetState, 'dataset', self._on_dataset, LATCHED_QOS)
         self.create_subscription(ModelList, 'models', self._on_models, LATCHED_QOS)
         self.create_subscription(ParameterEvent, '/parameter_events', self._on_parameters,
@@ -412,13 +426,26 @@ class WebNode(Node):
 
     @guarded
     def _on_parameters(self, event: ParameterEvent) -> None:
-        if event.node != self._camera_fqn:
-            return
-        for p in list(event.new_parameters) + list(event.changed_parameters):
-            if p.name == 'source':
-                with self._lock:
-                    self._source = p.value.string_value
-                self._notify()
+        changed = list(event.new_parameters) + list(event.changed_parameters)
+        if event.node == self._camera_fqn:
+            for p in changed:
+                if p.name == 'source':
+                    with self._lock:
+                        self._source = p.value.string_value
+                    self._notify()
+        elif event.node == self._classifier_fqn:
+            for p in changed:
+                if p.name in GESTURE_PARAMS:
+                    with self._lock:
+                        self._gesture[GESTURE_PARAMS[p.name]] = p.value.double_value
+                    self._notify()
+
+    @guarded
+    def _on_gesture(self, msg: GestureEvent) -> None:
+        with self._lock:
+            self._gesture.update(label=msg.label, confidence=round(float(msg.confidence), 4),
+                                 since=msg.since.sec + msg.since.nanosec * 1e-9)
+        self._notify()
 
     @guarded
     def _on_log(self, msg: Log) -> None:
@@ -468,6 +495,27 @@ class WebNode(Node):
             self._asked_source = True
             future = self._get_params.call_async(GetParameters.Request(names=['source']))
             future.add_done_callback(self._on_source_answer)
+        with self._lock:
+            need_gesture = self._gesture['threshold'] is None
+        if need_gesture and not self._asked_gesture and \
+                self._get_cls_params.service_is_ready():
+            self._asked_gesture = True
+            future = self._get_cls_params.call_async(
+                GetParameters.Request(names=list(GESTURE_PARAMS)))
+            future.add_done_callback(self._on_gesture_answer)
+
+    @guarded
+    def _on_gesture_answer(self, future) -> None:
+        self._asked_gesture = False
+        try:
+            values = future.result().values
+        except Exception:  # service went away; asked again on the next tick
+            return
+        if len(values) == len(GESTURE_PARAMS):
+            with self._lock:
+                for key, value in zip(GESTURE_PARAMS.values(), values):
+                    self._gesture[key] = value.double_value
+            self._notify()
 
     @guarded
     def _on_source_answer(self, future) -> None:
@@ -513,6 +561,7 @@ class WebNode(Node):
                 'samples': {label: [sample_id(p) for p in paths]
                             for label, paths in self._samples.items()},
                 'record_interval': self.record_interval,
+                'gesture': dict(self._gesture),
                 'notices': list(self._notices),
                 'video': self._frames.stats() if self._frames else None,
                 'time': time.time(),
@@ -707,6 +756,21 @@ class WebNode(Node):
         with self._lock:
             self._source = source
         return {'source': source}
+
+    async def set_gesture(self, threshold: float, smoothing: float) -> dict:
+        """Set the classifier's gesture_threshold and gesture_smoothing (its set-parameters
+        callback validates them; a refusal is a 409 with its reason)."""
+        self._require(self._set_cls_params.service_is_ready(), "the classifier's parameters",
+                      'classifier')
+        res = await self._ros(self._set_cls_params.call_async(set_parameters_request(
+            gesture_threshold=float(threshold), gesture_smoothing=float(smoothing))),
+            'set the gesture parameters')
+        refused = [r.reason for r in res.results if not r.successful]
+        if len(res.results) != 2 or refused:
+            raise BackendError('the classifier refused: ' + ('; '.join(refused) or 'no answer'))
+        with self._lock:
+            self._gesture.update(threshold=float(threshold), smoothing=float(smoothing))
+        return {'threshold': float(threshold), 'smoothing': float(smoothing)}
 
     async def train(self, epochs: int, start: str = 'auto') -> dict:
         if self._goal_busy:
