@@ -303,7 +303,6 @@ def test_gesture_sliders_set_the_classifier_and_show_the_stable_gesture(web, pag
         while _classifier_params(web, 'gesture_smoothing') != [pytest.approx(0.9)]:
             assert time.monotonic() < deadline, 'the classifier did not get the smoothing'
             time.sleep(0.2)
-        screenshot(page, 'gesture-sliders')
         # out of range, NaN, mistyped: refused before ROS; the classifier keeps its values
         port = web.port
         for body, words in (({'threshold': 2, 'smoothing': 0.5}, '[0, 1]'),
