@@ -220,12 +220,11 @@ class WebNode(Node):
         self._changed: Signal | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._asked_source = False     # a get_parameters call for the source is under way
+        self._asking: set = set()      # get_parameters clients with a request under way
         # the classifier's gesture_threshold / gesture_smoothing (None until known) and the
         # newest gesture event
         self._gesture: dict = {'threshold': None, 'smoothing': None, 'label': None,
                                'confidence': None, 'since': None}
-        self._asked_gesture = False
         self.port = 0                  # the port listened on, once started
         self.url = ''
 
@@ -481,53 +480,50 @@ class WebNode(Node):
 
     @guarded
     def _tick(self) -> None:
-        """Frames only while watched, input staleness, and the camera's source once its
-        parameter service answers."""
+        """Frames only while watched, input staleness, and the camera's source and the
+        classifier's gesture parameters once their parameter services answer."""
         self._watch_frames()
         with self._lock:
             last = self._frame_times[-1] if self._frame_times else None
             stale = last is not None and time.monotonic() - last > self.stale_after
             went_stale, self._stale = stale and not self._stale, stale or self._stale
             need_source = self._source is None
+            need_gesture = self._gesture['threshold'] is None
         if went_stale:
             self._notify()
-        if need_source and not self._asked_source and self._get_params.service_is_ready():
-            self._asked_source = True
-            future = self._get_params.call_async(GetParameters.Request(names=['source']))
-            future.add_done_callback(self._on_source_answer)
-        with self._lock:
-            need_gesture = self._gesture['threshold'] is None
-        if need_gesture and not self._asked_gesture and \
-                self._get_cls_params.service_is_ready():
-            self._asked_gesture = True
-            future = self._get_cls_params.call_async(
-                GetParameters.Request(names=list(GESTURE_PARAMS)))
-            future.add_done_callback(self._on_gesture_answer)
+        if need_source:
+            self._ask_parameters(self._get_params, ['source'], self._store_source)
+        if need_gesture:
+            self._ask_parameters(self._get_cls_params, list(GESTURE_PARAMS),
+                                 self._store_gesture)
 
-    @guarded
-    def _on_gesture_answer(self, future) -> None:
-        self._asked_gesture = False
-        try:
-            values = future.result().values
-        except Exception:  # service went away; asked again on the next tick
+    def _ask_parameters(self, client, names: list[str], store) -> None:
+        """Ask a node's get_parameters service for ``names`` unless a request is under way;
+        ``store(values)`` runs under the lock when all arrive (a lost answer is asked again on
+        a later tick)."""
+        if client in self._asking or not client.service_is_ready():
             return
-        if len(values) == len(GESTURE_PARAMS):
-            with self._lock:
-                for key, value in zip(GESTURE_PARAMS.values(), values):
-                    self._gesture[key] = value.double_value
-            self._notify()
+        self._asking.add(client)
 
-    @guarded
-    def _on_source_answer(self, future) -> None:
-        self._asked_source = False
-        try:
-            values = future.result().values
-        except Exception:  # service went away; asked again on the next tick
-            return
-        if values:
-            with self._lock:
-                self._source = values[0].string_value
-            self._notify()
+        def answered(future) -> None:  # logs, never raises into the executor
+            self._asking.discard(client)
+            try:
+                values = future.result().values
+                if len(values) == len(names):
+                    with self._lock:
+                        store(values)
+                    self._notify()
+            except Exception as exc:  # service went away: asked again on a later tick
+                self.get_logger().debug(f'get_parameters {names}: {exc!r}')
+
+        client.call_async(GetParameters.Request(names=names)).add_done_callback(answered)
+
+    def _store_source(self, values) -> None:
+        self._source = values[0].string_value
+
+    def _store_gesture(self, values) -> None:
+        for key, value in zip(GESTURE_PARAMS.values(), values):
+            self._gesture[key] = value.double_value
 
     # -- what the page can see (webapp.Backend) ------------------------------------------------
     def snapshot(self) -> dict:
