@@ -167,6 +167,43 @@ def test_an_answer_that_arrives_before_the_client_registers_it_is_not_lost(syste
     assert outcome.result.error_code == Train.Result.DATASET_ERROR
 
 
+class _LosingReceiver:
+    """Stands between an ActionClient and its rcl handle and loses the first goal response
+    and the first result response it takes (taken from the middleware, then reported as
+    nothing taken), as a response the middleware dropped would be lost."""
+
+    def __init__(self, handle):
+        self._handle, self.lost = handle, []
+
+    def __getattr__(self, name):
+        attr = getattr(self._handle, name)
+        if name not in ('take_goal_response', 'take_result_response'):
+            return attr
+
+        def take(*args):
+            taken = attr(*args)
+            if all(taken) and name not in self.lost:
+                self.lost.append(name)
+                return None, None
+            return taken
+        return take
+
+
+def test_a_lost_goal_answer_and_a_lost_result_are_recovered(system):
+    """The goal is found on the action's status topic, and the result asked for again once the
+    status says the goal ended (GestureClient._send_goal, wait_for_result)."""
+    action = system.client._train
+    real = action._client_handle
+    action._client_handle = losing = _LosingReceiver(real)
+    try:
+        outcome = system.client.train(epochs=1, timeout=60)
+    finally:
+        action._client_handle = real
+    assert losing.lost == ['take_goal_response', 'take_result_response']
+    assert outcome.status is TrainStatus.ABORTED
+    assert outcome.result.error_code == Train.Result.DATASET_ERROR
+
+
 # -- collector ----------------------------------------------------------------------------------
 def test_collect_stores_frames_under_the_label(system, dataset):
     for label, responses in dataset.items():

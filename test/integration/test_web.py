@@ -136,6 +136,9 @@ def page(browser, web):
     pg = context.new_page()
     pg.goto(f'http://127.0.0.1:{web.port}/', wait_until='domcontentloaded')
     pg.wait_for_selector('#connection:text("live")', timeout=20000)
+    # live is the open WebSocket; the first state (task, classes, cards) is drawn after it
+    wait_js(pg, "document.getElementById('task').textContent !== '' && "
+                "document.querySelectorAll('#classes .class').length > 0", 20)
     yield pg
     context.close()
 

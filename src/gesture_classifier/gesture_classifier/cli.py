@@ -30,6 +30,9 @@ from .messages import figures_from_msg
 
 __all__ = ['main', 'train_with_progress', 'stamp_seconds']
 
+#: Longest wait for a training's result (s): a day; Ctrl-C cancels the goal sooner.
+RESULT_TIMEOUT = 24 * 3600.0
+
 
 def stamp_seconds(stamp) -> float:
     """builtin_interfaces/Time -> seconds (float)."""
@@ -204,17 +207,14 @@ def train_with_progress(gc: GestureClient, epochs: int, batch_size: int = 0,
     if handle is None:
         bar.close()
         return TrainStatus.REJECTED, None, 0
-    future = gc.result_async(handle)
     try:
-        while not future.done():
-            time.sleep(0.1)
+        res = gc.wait_for_result(handle, RESULT_TIMEOUT, 'train result')
     except KeyboardInterrupt:
         bar.set_description('cancelling')
         gc.cancel_training()
-        while not future.done():
-            time.sleep(0.1)
-    bar.close()
-    res = future.result()
+        res = gc.wait_for_result(handle, RESULT_TIMEOUT, 'train result')
+    finally:
+        bar.close()
     return TrainStatus(res.status), res.result, feedback[0]
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from collections.abc import Callable
 
 import rclpy
-from action_msgs.msg import GoalStatus
+from action_msgs.msg import GoalStatus, GoalStatusArray
 from gesture_interfaces.action import Evaluate, Train
 from gesture_interfaces.msg import DatasetState, GestureEvent, ModelList, Prediction
 from gesture_interfaces.srv import (Collect, DeleteSamples, ExportModel, ImportModel, Record,
@@ -37,11 +37,14 @@ from gesture_interfaces.srv import (Collect, DeleteSamples, ExportModel, ImportM
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.action import ActionClient
+from rclpy.action.client import ClientGoalHandle
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.qos import qos_profile_action_status_default
 from rclpy.task import Future
 from sensor_msgs.msg import Image
+from unique_identifier_msgs.msg import UUID
 
 # Importing gesture_classifier.nodes applies config/fastdds.xml (gesture_classifier.middleware)
 # before this process creates its first participant.
@@ -77,6 +80,14 @@ class EvaluateOutcome:
     status: TrainStatus
     result: Evaluate.Result | None
     feedback_count: int
+
+
+#: Goal states after which the action server holds the goal's result.
+ENDED = (GoalStatus.STATUS_SUCCEEDED, GoalStatus.STATUS_CANCELED, GoalStatus.STATUS_ABORTED)
+#: Seconds to look for a goal on the status topic after its goal response did not come, and
+#: seconds a goal may have ended without its result arriving before it is asked for again.
+STATUS_GRACE = 5.0
+RESULT_GRACE = 5.0
 
 
 def start_on_executor(node: Node, start: Callable[[], Future]) -> Future:
@@ -218,6 +229,11 @@ class GestureClient:
                                       PREDICTION_QOS)
         self._image_sub = None
         self._goal_handle = None
+        # the train and evaluate goals' states, by goal id (see _send_goal, wait_for_result)
+        self._goal_status: dict[bytes, int] = {}
+        for action in ('train', 'evaluate'):
+            self.node.create_subscription(GoalStatusArray, f'{action}/_action/status',
+                                          self._on_status, qos_profile_action_status_default)
         self._executor = SingleThreadedExecutor(context=self.context)
         self._executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, daemon=True, name='client-spin')
@@ -416,8 +432,7 @@ class GestureClient:
                           learning_rate=float(learning_rate), recipe=recipe, start=start,
                           from_model_id=from_model_id, keep_last_epoch=keep_last_epoch)
         feedback = (lambda fb: on_feedback(fb.feedback)) if on_feedback else None
-        handle = wait_future(start_on_executor(self.node, lambda: self._train.send_goal_async(
-            goal, feedback_callback=feedback)), timeout, 'send train goal')
+        handle = self._send_goal(self._train, Train, goal, feedback, timeout, 'send train goal')
         if not handle.accepted:
             return None
         self._goal_handle = handle
@@ -439,9 +454,92 @@ class GestureClient:
                                       **goal)
         if handle is None:
             return TrainOutcome(TrainStatus.REJECTED, None, 0)
-        res = wait_future(self.result_async(handle), timeout, 'train result')
+        res = self.wait_for_result(handle, timeout, 'train result')
         self._goal_handle = None
         return TrainOutcome(TrainStatus(res.status), res.result, count[0])
+
+    def _on_status(self, msg: GoalStatusArray) -> None:
+        with self._lock:
+            for s in msg.status_list:
+                self._goal_status[bytes(s.goal_info.goal_id.uuid)] = s.status
+            while len(self._goal_status) > 1000:  # the oldest first (insertion order)
+                del self._goal_status[next(iter(self._goal_status))]
+            self._lock.notify_all()
+
+    def _status(self, goal_id: UUID) -> int | None:
+        with self._lock:
+            return self._goal_status.get(bytes(goal_id.uuid))
+
+    def _send_goal(self, action: ActionClient, action_type, goal, feedback, timeout: float,
+                   what: str):
+        """Send ``goal`` and return its goal handle (accepted or not).
+
+        A goal response can be lost on its way back: the server may answer before its
+        response writer has matched this client's new reader (on a loaded machine discovery
+        takes longer than the middleware waits), and the goal then runs without the client
+        knowing. When no answer comes within ``timeout`` but the action's status topic lists
+        this goal, the handle is made from that (accepted); feedback was registered before
+        sending, so it still arrives.
+
+        Raises:
+            ClientError: no answer and the goal is not on the server's status list either.
+        """
+        goal_id = UUID(uuid=list(uuid.uuid4().bytes))
+        future = start_on_executor(self.node, lambda: action.send_goal_async(
+            goal, feedback_callback=feedback, goal_uuid=goal_id))
+        try:
+            return wait_future(future, timeout, what)
+        except ClientError:
+            deadline = time.monotonic() + STATUS_GRACE
+            while (status := self._status(goal_id)) is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if status is None:
+                raise
+            self.node.get_logger().warning(
+                f'{what}: no answer within {timeout:g} s, but the server lists the goal '
+                f'(status {status}): its answer was lost; following the goal')
+            response = action_type.Impl.SendGoalService.Response(accepted=True)
+            return ClientGoalHandle(action, goal_id, response)
+
+    def wait_for_result(self, handle, timeout: float, what: str = 'result'):
+        """The result (``GetResult.Response``: status, result) of an accepted goal
+        ``handle``, waiting at most ``timeout`` s. When the action's status topic says the goal
+        ended :data:`RESULT_GRACE` s ago and the answer to the result request has not come (it
+        can be lost as a goal response can, see _send_goal), the result is asked for again:
+        the server keeps it.
+
+        Raises:
+            ClientError: no result within ``timeout``, or the request failed.
+        """
+        done = threading.Event()
+        futures: list[Future] = []
+
+        def ask() -> None:
+            f = self.result_async(handle)
+            f.add_done_callback(lambda _: done.set())
+            futures.append(f)
+
+        ask()
+        deadline = time.monotonic() + timeout
+        ended_since = None
+        while (finished := next((f for f in futures if f.done()), None)) is None:
+            now = time.monotonic()
+            if now >= deadline:
+                for f in futures:
+                    f.cancel()
+                raise ClientError(f'{what}: no answer within {timeout:g} s')
+            if self._status(handle.goal_id) in ENDED:
+                ended_since = ended_since or now
+                if now - ended_since >= RESULT_GRACE:
+                    self.node.get_logger().warning(
+                        f'{what}: the goal ended {RESULT_GRACE:g} s ago and no result '
+                        'arrived; asking again')
+                    ask()
+                    ended_since = now
+            done.wait(0.2)
+        if finished.cancelled() or finished.exception() is not None:
+            raise ClientError(f'{what}: {finished.exception() or "cancelled"}')
+        return finished.result()
 
     def result_async(self, handle) -> Future:
         """Future of the result (``GetResult.Response``: status, result) of an accepted goal
@@ -475,11 +573,11 @@ class GestureClient:
                 on_feedback(msg.feedback)
 
         goal = Evaluate.Goal(model_id=model_id, batch_size=batch_size)
-        handle = wait_future(start_on_executor(self.node, lambda: self._evaluate.send_goal_async(
-            goal, feedback_callback=fb)), min(timeout, 30.0), 'send evaluate goal')
+        handle = self._send_goal(self._evaluate, Evaluate, goal, fb, min(timeout, 30.0),
+                                 'send evaluate goal')
         if not handle.accepted:
             return EvaluateOutcome(TrainStatus.REJECTED, None, 0)
-        res = wait_future(self.result_async(handle), timeout, 'evaluate result')
+        res = self.wait_for_result(handle, timeout, 'evaluate result')
         return EvaluateOutcome(TrainStatus(res.status), res.result, count[0])
 
     # -- dataset and model state -----------------------------------------------------------
