@@ -490,9 +490,10 @@ class GestureClient:
         try:
             return wait_future(future, timeout, what)
         except ClientError:
-            deadline = time.monotonic() + STATUS_GRACE
-            while (status := self._status(goal_id)) is None and time.monotonic() < deadline:
-                time.sleep(0.1)
+            with self._lock:  # _on_status notifies
+                self._lock.wait_for(lambda: bytes(goal_id.uuid) in self._goal_status,
+                                    STATUS_GRACE)
+            status = self._status(goal_id)
             if status is None:
                 raise
             self.node.get_logger().warning(

@@ -31,7 +31,7 @@ from .dataset import IMAGE_SUFFIXES, list_images
 from .fsutil import atomic_write, ensure_private_dir, read_untrusted_file, require_free_space
 from .samples import MAX_PATHS, SampleError, delete_samples
 from .tasks import Task
-from .transfer import CHUNK_BYTES, SHA256_PATTERN
+from .transfer import CHUNK_BYTES, SHA256_PATTERN, file_digest
 
 __all__ = ['SAMPLE_NAME', 'MAX_SAMPLE_BYTES', 'BATCH_BYTES', 'MAX_PAGE', 'MAX_BATCH',
            'MAX_SAMPLES', 'SampleEntry', 'Listing', 'SampleData', 'SyncReport',
@@ -182,15 +182,12 @@ class DigestCache:
             hit = self._cache.get(str(path))
         if hit and hit[0] == key:
             return st.st_size, hit[1]
-        h = hashlib.sha256()
-        with open(path, 'rb') as f:
-            for block in iter(lambda: f.read(1 << 20), b''):
-                h.update(block)
+        size, sha = file_digest(path)
         with self._lock:
             if len(self._cache) >= self._max:
                 self._cache.clear()
-            self._cache[str(path)] = (key, h.hexdigest())
-        return st.st_size, h.hexdigest()
+            self._cache[str(path)] = (key, sha)
+        return size, sha
 
 
 def _local_samples(task: Task, cache: DigestCache, only_transferable: bool):

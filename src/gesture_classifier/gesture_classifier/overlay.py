@@ -35,7 +35,7 @@ def draw_overlay(pixels: np.ndarray, order: str, class_names, probabilities,
     codes = {('rgb', 3): cv2.COLOR_RGB2BGR, ('rgb', 4): cv2.COLOR_RGBA2BGR,
              ('bgr', 4): cv2.COLOR_BGRA2BGR, ('mono', 1): cv2.COLOR_GRAY2BGR}
     if (order, channels) == ('bgr', 3):
-        out = np.ascontiguousarray(pixels).copy()
+        out = pixels.copy(order='C')  # one copy to draw on, contiguous
     elif (order, channels) in codes:
         out = cv2.cvtColor(np.ascontiguousarray(pixels), codes[(order, channels)])
     else:

@@ -56,6 +56,7 @@ import cv2
 import numpy as np
 from aiohttp import WSMsgType, web
 
+from .gestures import DebounceConfig
 from .imaging import ImageFormatError, image_to_array
 
 __all__ = ['WebConfig', 'Backend', 'BackendError', 'Signal', 'FrameHub', 'Guard',
@@ -597,10 +598,10 @@ def make_app(config: WebConfig, backend: Backend, frames: FrameHub, state: Signa
 
     async def gesture(threshold: float, smoothing: float):
         # the classifier checks again (its parameter ranges); this keeps NaN and junk local
-        if not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
-            raise RequestError('threshold must be in [0, 1]')
-        if not (math.isfinite(smoothing) and 0.0 <= smoothing <= 0.99):
-            raise RequestError('smoothing must be in [0, 0.99]')
+        for name, value in (('threshold', threshold), ('smoothing', smoothing)):
+            low, high = DebounceConfig.RANGES[name]
+            if not (math.isfinite(value) and low <= value <= high):
+                raise RequestError(f'{name} must be in [{low:g}, {high:g}]')
         return await backend.set_gesture(threshold, smoothing)
 
     async def camera(source: str):

@@ -243,7 +243,7 @@ class TrainerNode(Node):
             cosine=declare(self, p + 'cosine', preset.cosine, 'Cosine learning-rate decay to 0',
                            read_only=True),
             average=declare(self, p + 'average', preset.average, "Weight averaging: 'none' or "
-                            "'swa' (mean of the second half's epochs)", read_only=True,
+                            "'swa' (mean of the epochs after the first third)", read_only=True,
                             constraints=f'one of {", ".join(AVERAGING)}'),
             wise_alpha=declare(self, p + 'wise_alpha', preset.wise_alpha, 'WiSE-FT: share of '
                                'the fine-tuned weights in a blend with the model after the '

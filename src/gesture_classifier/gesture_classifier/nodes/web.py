@@ -742,31 +742,33 @@ class WebNode(Node):
         with self._lock:
             return self._dataset_dir or self.task.dataset_dir
 
+    async def _set_parameters(self, client, node: str, refused: str, **values) -> None:
+        """Set ``values`` on ``node`` through its set_parameters ``client``; BackendError
+        (409) ``'<refused>: <reasons>'`` when the node refuses any (its set-parameters
+        callback validates them)."""
+        self._require(client.service_is_ready(), f"the {node}'s parameters", node)
+        res = await self._ros(client.call_async(set_parameters_request(**values)),
+                              f'set parameters of the {node}')
+        reasons = [r.reason for r in res.results if not r.successful]
+        if len(res.results) != len(values) or reasons:
+            raise BackendError(f'{refused}: ' + ('; '.join(reasons) or 'no answer'))
+
     async def set_camera_source(self, source: str) -> dict:
-        self._require(self._set_params.service_is_ready(), "the camera's parameters", 'camera')
-        res = await self._ros(self._set_params.call_async(set_parameters_request(
-            source=source)), 'set the camera source')
-        if not res.results or not res.results[0].successful:
-            reason = res.results[0].reason if res.results else 'no answer'
-            raise BackendError(f'the camera refused the source: {reason}')
+        await self._set_parameters(self._set_params, 'camera', 'the camera refused the source',
+                                   source=source)
         with self._lock:
             self._source = source
         return {'source': source}
 
     async def set_gesture(self, threshold: float, smoothing: float) -> dict:
-        """Set the classifier's gesture_threshold and gesture_smoothing (its set-parameters
-        callback validates them; a refusal is a 409 with its reason)."""
-        self._require(self._set_cls_params.service_is_ready(), "the classifier's parameters",
-                      'classifier')
-        res = await self._ros(self._set_cls_params.call_async(set_parameters_request(
-            gesture_threshold=float(threshold), gesture_smoothing=float(smoothing))),
-            'set the gesture parameters')
-        refused = [r.reason for r in res.results if not r.successful]
-        if len(res.results) != 2 or refused:
-            raise BackendError('the classifier refused: ' + ('; '.join(refused) or 'no answer'))
+        """Set the classifier's gesture_threshold and gesture_smoothing."""
+        threshold, smoothing = float(threshold), float(smoothing)
+        await self._set_parameters(self._set_cls_params, 'classifier',
+                                   'the classifier refused', gesture_threshold=threshold,
+                                   gesture_smoothing=smoothing)
         with self._lock:
-            self._gesture.update(threshold=float(threshold), smoothing=float(smoothing))
-        return {'threshold': float(threshold), 'smoothing': float(smoothing)}
+            self._gesture.update(threshold=threshold, smoothing=smoothing)
+        return {'threshold': threshold, 'smoothing': smoothing}
 
     async def train(self, epochs: int, start: str = 'auto') -> dict:
         if self._goal_busy:
