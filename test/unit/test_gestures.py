@@ -133,3 +133,13 @@ def test_properties(rows, threshold, smoothing, min_frames):
             assert i + 1 >= min_frames
             label = ev.label
     assert deb.label == label
+
+
+def test_held_gestures_repeat_again_after_time_goes_backwards():
+    """A looping video source restarts its stamps: HOLD events must not stop until the new
+    stamps pass the old ones."""
+    deb = Debouncer(DebounceConfig(smoothing=0.0, min_frames=1, hold_rate=2.0))
+    first = feed(deb, [UP] * 60, start=100.0)  # 2 s: the change and HOLDs
+    assert [e.kind for _, e in first][:2] == [CHANGE, HOLD]
+    again = feed(deb, [UP] * 60, start=0.0)  # back to t = 0 s, 2 s more
+    assert sum(e.kind == HOLD for _, e in again) >= 3

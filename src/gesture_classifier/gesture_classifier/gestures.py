@@ -146,7 +146,8 @@ class Debouncer:
             self._smoothed *= cfg.smoothing
             self._smoothed += (1.0 - cfg.smoothing) * p
         if self._last_time is not None and stamp < self._last_time:
-            self._run_frames = 0  # time went backwards: restart the run
+            self._run_frames = 0  # time went backwards: restart the run and the hold timer
+            self._last_emit = min(self._last_emit, stamp)
         self._last_time = stamp
         top = int(self._smoothed.argmax())
         best = float(self._smoothed[top])
