@@ -397,6 +397,12 @@ class ClassifierNode(Node):
                 self.get_logger().warning(f'skipping malformed image ({self.frames_rejected} '
                                           f'so far): {exc}')
             return
+        except Exception as exc:  # a backend's runtime error (CUDA OOM, TensorRT, ORT): the
+            self.frames_rejected += 1  # frame is skipped, the node lives
+            if self._warn(time.monotonic()):
+                self.get_logger().error(f'inference failed, frame skipped '
+                                        f'({self.frames_rejected} so far): {exc!r}')
+            return
         top = int(probs.argmax())
         out = Prediction()
         out.header = msg.header
