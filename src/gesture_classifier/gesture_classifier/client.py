@@ -540,6 +540,9 @@ class GestureClient:
             done.wait(0.2)
         if finished.cancelled() or finished.exception() is not None:
             raise ClientError(f'{what}: {finished.exception() or "cancelled"}')
+        if finished.result().status == GoalStatus.STATUS_UNKNOWN:
+            raise ClientError(f'{what}: the server no longer knows the goal (its result '
+                              'expired before it could be fetched)')
         return finished.result()
 
     def result_async(self, handle) -> Future:

@@ -77,6 +77,10 @@ from .common import LATCHED_QOS, MODEL_QOS, declare, declare_task, run_node
 from .diagnostics import ERROR, OK, updater_for
 
 
+#: Seconds a goal's result stays available after the goal ended (15 minutes).
+RESULT_TIMEOUT = 900
+
+
 class TrainerNode(Node):
     def __init__(self, **kwargs):
         super().__init__('trainer', **kwargs)
@@ -149,14 +153,16 @@ class TrainerNode(Node):
         self._model_pub = self.create_publisher(ModelInfo, 'model', MODEL_QOS)
         self._list_pub = self.create_publisher(ModelList, 'models', LATCHED_QOS)
         group = ReentrantCallbackGroup()
+        # Results are kept RESULT_TIMEOUT s after a goal ends (Kilted's rclpy default is 10 s,
+        # Humble's and Jazzy's 900): a client whose result answer was lost asks again later.
         self._server = ActionServer(
             self, Train, 'train', execute_callback=self._execute,
             goal_callback=self._on_goal, cancel_callback=self._on_cancel,
-            callback_group=group)
+            callback_group=group, result_timeout=RESULT_TIMEOUT)
         self._eval_server = ActionServer(
             self, Evaluate, 'evaluate', execute_callback=self._execute_evaluate,
             goal_callback=self._on_evaluate_goal, cancel_callback=self._on_cancel,
-            callback_group=group)
+            callback_group=group, result_timeout=RESULT_TIMEOUT)
         self.create_service(SelectModel, 'select_model', self._on_select, callback_group=group)
         self.create_service(ImportModel, 'import_model', self._on_import, callback_group=group)
         self.create_service(ExportModel, 'export_model', self._on_export, callback_group=group)
