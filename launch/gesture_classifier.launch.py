@@ -1,9 +1,11 @@
 """Bring up the camera, collector, trainer, classifier and web nodes with one parameter file.
 
     ros2 launch gesture_classifier gesture_classifier.launch.py \
-        [params_file:=/path/params.yaml] [namespace:=robot1] [web:=false]
+        [params_file:=/path/params.yaml] [namespace:=robot1] [web:=false] [trainer:=false] ...
 
-The node lists are gesture_classifier.bringup.NODES and OPTIONAL_NODES, shared with the
+Each node has a launch argument of its name (default true) that leaves it out when false: e.g.
+``trainer:=false`` on a robot whose trainer runs on a workstation (docs/remote-trainer.md).
+The node lists are gesture_classifier.tools.bringup.NODES and OPTIONAL_NODES, shared with the
 launch-free ``bringup`` command used on machines without ``launch``.
 """
 import os
@@ -15,7 +17,7 @@ from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from gesture_classifier.bringup import NODES, OPTIONAL_NODES, enclave
+from gesture_classifier.tools.bringup import ALL_NODES, OPTIONAL_NODES, enclave
 
 
 def generate_launch_description():
@@ -23,22 +25,24 @@ def generate_launch_description():
                                   'gesture_classifier.yaml')
     params_file = LaunchConfiguration('params_file')
     namespace = LaunchConfiguration('namespace')
+    switches = [DeclareLaunchArgument(
+        name, default_value='true',
+        description=f'Start the {name} node' + (
+            ' (the page on port 8080 of 127.0.0.1; see docs/security.md before exposing it)'
+            if name in OPTIONAL_NODES else ''))
+        for name in ALL_NODES]
     nodes = [Node(package='gesture_classifier', executable=name, name=name,
                   namespace=namespace, parameters=[params_file], output='screen',
                   emulate_tty=True,
                   # SROS2 enclave (docs/security.md); ignored while security is not enabled
                   arguments=['--ros-args', '--enclave', enclave(name)],
-                  # an optional node runs when its launch argument (e.g. web) is true
-                  condition=IfCondition(LaunchConfiguration(name)) if name in OPTIONAL_NODES
-                  else None)
-             for name in [*NODES, *OPTIONAL_NODES]]
+                  condition=IfCondition(LaunchConfiguration(name)))
+             for name in ALL_NODES]
     return LaunchDescription([
         DeclareLaunchArgument('params_file', default_value=default_params,
                               description='Parameter file of the nodes'),
         DeclareLaunchArgument('namespace', default_value='',
                               description='Namespace of the nodes and their topics'),
-        DeclareLaunchArgument('web', default_value='true',
-                              description='Start the web node (the page on port 8080 of '
-                              '127.0.0.1; see docs/security.md before exposing it)'),
+        *switches,
         *nodes,
     ])

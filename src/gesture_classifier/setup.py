@@ -46,14 +46,14 @@ setup(
     license='MIT',
     entry_points={
         'console_scripts': [
-            'camera = gesture_classifier.nodes.camera:main',
-            'classifier = gesture_classifier.nodes.classifier:main',
-            'collector = gesture_classifier.nodes.collector:main',
-            'trainer = gesture_classifier.nodes.trainer:main',
-            'web = gesture_classifier.nodes.web:main',
-            'bringup = gesture_classifier.bringup:main',
-            'gesture_cli = gesture_classifier.cli:main',
-            'demo = gesture_classifier.demo:main',
+            'camera = gesture_classifier.nodes:start_camera',
+            'classifier = gesture_classifier.nodes:start_classifier',
+            'collector = gesture_classifier.nodes:start_collector',
+            'trainer = gesture_classifier.nodes:start_trainer',
+            'web = gesture_classifier.nodes:start_web',
+            'bringup = gesture_classifier.tools.bringup:main',
+            'gesture_cli = gesture_classifier.tools.cli:main',
+            'demo = gesture_classifier.tools.demo:main',
         ],
     },
 )

@@ -1,18 +1,20 @@
 """gesture_classifier: learn hand gestures from a robot's camera and recognise them live.
 
-The plain-Python core (no ROS needed) lives in:
+One package in five layers, each a subpackage; a layer imports only the layers below it
+(``.importlinter`` at the repository root says so, and ``lint-imports`` checks it in CI):
 
-- :mod:`gesture_classifier.tasks`      task presets and the on-disk layout of a task
-- :mod:`gesture_classifier.imaging`    sensor_msgs/Image <-> NumPy views (honours ``step``)
-- :mod:`gesture_classifier.preprocess` the one image preprocessing used for training and inference
-- :mod:`gesture_classifier.model`      ResNet-18 creation, initial weights, model files
-- :mod:`gesture_classifier.dataset`    labels, the ``<dataset>/<class>/*.jpg`` layout, samples
-- :mod:`gesture_classifier.training`   the fine-tuning loop (progress and cancel hooks)
-- :mod:`gesture_classifier.inference`  a loaded model that turns frames into probabilities
-- :mod:`gesture_classifier.sources`    camera sources: V4L2, GStreamer, video file, image folder
+- :mod:`gesture_classifier.tools`  command-line programs: ``gesture_cli``, ``demo``, ``bringup``
+- :mod:`gesture_classifier.nodes`  one thin file per ROS 2 node: parameters, interfaces,
+  callbacks that delegate to the layers below
+- :mod:`gesture_classifier.web`    the web page's HTTP application (aiohttp) and its backend
+- :mod:`gesture_classifier.ros`    ROS 2 helpers without node logic: the client
+  (:class:`~gesture_classifier.ros.client.GestureClient`), message conversion, QoS, parameters,
+  middleware settings, diagnostics, the node runner
+- :mod:`gesture_classifier.core`   plain Python (no rclpy, no aiohttp): images, preprocessing,
+  datasets and samples, training, evaluation, model files and versions, inference backends,
+  gesture debouncing, camera sources
 
-The ROS 2 nodes in :mod:`gesture_classifier.nodes` only wire these to topics, services and
-actions.
+Nothing imports ``nodes`` or ``tools``, and no module does work when imported.
 """
 
 __version__ = '0.1.0'

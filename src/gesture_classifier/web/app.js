@@ -50,9 +50,31 @@ async function post(path, body) {
 }
 
 // -- video ----------------------------------------------------------------------------------
+// A stream the node refuses (all max_viewers slots taken) or that ends makes the <img> fail
+// without saying why: ask the node once with fetch (aborted at once when it streams) and
+// show its reason over the video, then try again.
+let videoRefused = '';
+async function videoProblem() {
+  const ctl = new AbortController();
+  try {
+    const res = await fetch('/stream?fps=1', { signal: ctl.signal, credentials: 'same-origin' });
+    if (res.ok) { ctl.abort(); return ''; }
+    let data = {};
+    try { data = await res.json(); } catch (err) { data = {}; }
+    return data.error || `HTTP ${res.status}`;
+  } catch (err) {
+    return err.name === 'AbortError' ? '' : 'no connection to the robot';
+  }
+}
+
 function startVideo() {
   const img = $('video');
-  img.onerror = () => setTimeout(() => { img.src = `/stream?t=${Date.now()}`; }, 2000);
+  img.onerror = async () => {
+    videoRefused = await videoProblem();
+    if (state) renderCamera(state.camera);
+    setTimeout(() => { img.src = `/stream?t=${Date.now()}`; }, 2000);
+  };
+  img.onload = () => { if (videoRefused) { videoRefused = ''; if (state) renderCamera(state.camera); } };
   img.src = '/stream';
 }
 
@@ -72,7 +94,7 @@ function bindHold(button, label) {
     button.setPointerCapture(ev.pointerId);
     active = true;
     button.classList.add('recording');
-    const r = await post('/api/record/start', { label });
+    const r = await post('/api/record/start', { label, fps: Number($('record-fps').value) });
     if (!r) { active = false; button.classList.remove('recording'); }
   });
   for (const type of ['pointerup', 'pointercancel', 'lostpointercapture']) {
@@ -109,7 +131,14 @@ function buildClasses(classes) {
       const r = await post('/api/undo', { label: name });
       if (r) toast(`${name}: newest sample moved to the trash`);
     });
-    row.append(add, hold, undo, el('div', 'thumbs'));
+    const pager = el('div', 'pager');
+    const newer = el('button', 'newer secondary', '‹ newer');
+    const older = el('button', 'older secondary', 'older ›');
+    newer.type = 'button'; older.type = 'button';
+    newer.addEventListener('click', () => showPage(name, (samplePages[name] || {}).page - 1));
+    older.addEventListener('click', () => showPage(name, (samplePages[name] || {}).page + 1));
+    pager.append(newer, el('span', 'muted range', ''), older);
+    row.append(add, hold, undo, el('div', 'thumbs'), pager);
     box.append(row);
   }
   const bars = $('bars');
@@ -126,10 +155,16 @@ function buildClasses(classes) {
 
 function renderPrediction(s) {
   const p = s.prediction;
-  const fresh = p && !s.camera.stale;
-  $('top-label').textContent = fresh ? p.label : '-';
-  $('top-conf').textContent = fresh ? pct(p.confidence) : '';
-  $('overlay').textContent = fresh ? `${p.label} ${pct(p.confidence)}` : '';
+  // no new prediction for a while (camera or classifier stopped): the last one is not live
+  const stale = Boolean(p && (s.camera.stale || s.prediction_stale));
+  const fresh = p && !stale;
+  $('top').dataset.stale = stale ? 'true' : '';
+  $('top-label').textContent = fresh ? p.label : (stale ? `${p.label}?` : '-');
+  $('top-conf').textContent = fresh ? pct(p.confidence) : (stale ? 'stale: no new predictions' : '');
+  const unsure = Boolean(fresh && p.trusted === false);
+  $('top').dataset.unsure = unsure ? 'true' : '';
+  $('unsure').hidden = !unsure;
+  $('overlay').textContent = fresh ? `${p.label} ${pct(p.confidence)}${unsure ? ' (unsure)' : ''}` : '';
   const probs = {};
   if (fresh) p.class_names.forEach((n, i) => { probs[n] = p.probabilities[i]; });
   for (const bar of $('bars').children) {
@@ -159,8 +194,10 @@ function renderCamera(c) {
   if (c.fps) parts.push(`${c.fps.toFixed(1)} FPS`);
   $('camera-status').textContent = parts.join(' · ');
   const stale = $('stale');
-  stale.hidden = c.frames && !c.stale;
-  stale.textContent = !c.frames ? 'no camera frames yet' : 'input stale: no new camera frames';
+  stale.hidden = !videoRefused && c.frames && !c.stale;
+  stale.textContent = videoRefused ? `video refused: ${videoRefused}`
+    : (!c.frames ? 'no camera frames yet' : 'input stale: no new camera frames');
+  stale.dataset.refused = videoRefused ? 'true' : '';
   const key = JSON.stringify(c.sources);
   if (key !== sourcesKey) {
     sourcesKey = key;
@@ -174,7 +211,59 @@ function renderCamera(c) {
   }
 }
 
+// Every sample is reachable: each class shows one page of thumbnails (newest first) from
+// /api/samples, fetched again when the dataset changes; older / newer page through them.
 const thumbsShown = {};
+const samplePages = {};   // label -> the page shown {page, pages, total, page_size, ids}
+const sampleWant = {};    // label -> the page asked for
+let samplesKey = '';
+
+async function showPage(label, page) {
+  sampleWant[label] = Math.max(0, page || 0);
+  let res;
+  try {
+    res = await fetch(`/api/samples?label=${encodeURIComponent(label)}&page=${sampleWant[label]}`,
+      { credentials: 'same-origin' });
+  } catch (err) { return; }
+  if (!res.ok) return;
+  const data = await res.json();
+  samplePages[label] = data;
+  const row = document.querySelector(`#classes .class[data-label="${CSS.escape(label)}"]`);
+  if (row) drawThumbs(row, label, data);
+}
+
+function drawThumbs(row, label, data) {
+  const pager = row.querySelector('.pager');
+  const first = data.page * data.page_size;
+  pager.querySelector('.range').textContent = data.total
+    ? `${first + 1}–${first + data.ids.length} of ${data.total}` : 'no samples';
+  pager.querySelector('.newer').disabled = data.page <= 0;
+  pager.querySelector('.older').disabled = data.page >= data.pages - 1;
+  pager.dataset.page = String(data.page);
+  pager.dataset.pages = String(data.pages);
+  const ids = data.ids;
+  const key = ids.join(',');
+  if (thumbsShown[label] === key) return;
+  thumbsShown[label] = key;
+  row.querySelector('.thumbs').replaceChildren(...ids.map((id) => {
+    const fig = el('figure', 'thumb');
+    fig.dataset.id = id;
+    const img = el('img');
+    img.src = `/thumb/${encodeURIComponent(id)}`;
+    img.alt = `${label} sample`;
+    img.width = 64; img.height = 48;
+    const del = el('button', 'delete', '×');
+    del.type = 'button';
+    del.setAttribute('aria-label', `delete this ${label} sample`);
+    del.addEventListener('click', async () => {
+      del.disabled = true;
+      const r = await post('/api/delete', { id });
+      if (r) toast('sample moved to the trash'); else del.disabled = false;
+    });
+    fig.append(img, del);
+    return fig;
+  }));
+}
 
 function renderSamples(s) {
   for (const row of $('classes').children) {
@@ -182,28 +271,12 @@ function renderSamples(s) {
     const n = s.counts[label];
     row.querySelector('.count').textContent = n === null || n === undefined ? 'count -' : `${n} samples`;
     row.dataset.count = n === null || n === undefined ? '' : String(n);
-    const ids = (s.samples && s.samples[label]) || [];
-    const key = ids.join(',');
-    if (thumbsShown[label] === key) continue;
-    thumbsShown[label] = key;
-    row.querySelector('.thumbs').replaceChildren(...ids.map((id) => {
-      const fig = el('figure', 'thumb');
-      fig.dataset.id = id;
-      const img = el('img');
-      img.src = `/thumb/${encodeURIComponent(id)}`;
-      img.alt = `${label} sample`;
-      img.width = 64; img.height = 48;
-      const del = el('button', 'delete', '×');
-      del.type = 'button';
-      del.setAttribute('aria-label', `delete this ${label} sample`);
-      del.addEventListener('click', async () => {
-        del.disabled = true;
-        const r = await post('/api/delete', { id });
-        if (r) toast('sample moved to the trash'); else del.disabled = false;
-      });
-      fig.append(img, del);
-      return fig;
-    }));
+  }
+  // the dataset changed (or first state): fetch each class's page again
+  const key = JSON.stringify([s.counts, s.dataset && s.dataset.revision, s.samples]);
+  if (key !== samplesKey) {
+    samplesKey = key;
+    for (const label of s.classes) showPage(label, sampleWant[label] || 0);
   }
   const d = s.dataset;
   const restore = $('restore');
@@ -341,10 +414,18 @@ function renderEvaluation(s) {
     status.textContent = running ? `evaluating: ${e.images_done || 0}/${e.images_total || '?'} images`
       : `${e.state}: ${e.message || ''}`;
   }
-  if (!source && s.training.evaluation && s.training.state === 'succeeded') {
+  const current = s.model && s.model.model_id;
+  // the figures of the last training only while its model is the one in use
+  if (!source && s.training.evaluation && s.training.state === 'succeeded'
+      && (!current || s.training.model_id === current)) {
     source = s.training.evaluation;
     if (e.state === 'idle') status.textContent = `model ${s.training.model_id}, at the end of its training`;
+  } else if (!source && e.state === 'idle') {
+    status.textContent = e.outdated_model_id
+      ? `the last evaluation was of model ${e.outdated_model_id}; evaluate to measure ${current}`
+      : 'Figures of the last training appear here; evaluate to measure the current model again.';
   }
+  status.dataset.model = source ? (source.model_id || s.training.model_id || '') : '';
   const key = JSON.stringify(source);
   if (key === evalKey) return;
   evalKey = key;
@@ -382,7 +463,11 @@ function renderModels(m) {
       ? `${info.total_epochs} (best ${info.saved_epoch})` : String(info.total_epochs);
     const cell = el('td');
     cell.append(use);
-    const id = el('td', 'id', info.model_id);
+    // the id without the task's name in front (the same for every version): date, time and
+    // hash tell versions apart; whole, wrapped when narrow, never cut off
+    const prefix = state && state.task ? `${state.task}-` : '';
+    const short = info.model_id.startsWith(prefix) ? info.model_id.slice(prefix.length) : info.model_id;
+    const id = el('td', 'id', short);
     id.title = `${info.model_id}, created ${info.created}`
       + (info.parent_model_id ? `, continued from ${info.parent_model_id}` : '');
     tr.append(id, el('td', '', epochs),
@@ -390,6 +475,47 @@ function renderModels(m) {
     return tr;
   });
   table.replaceChildren(head, ...rows);
+}
+
+// -- review queue: the classifier's least sure frames, labelled or discarded here -------------
+let reviewKey = '';
+function renderReview(s) {
+  const q = s.review;
+  const key = JSON.stringify([q, s.classes]);
+  if (key === reviewKey) return;
+  reviewKey = key;
+  const items = (q && q.items) || [];
+  $('review-status').textContent = !q ? 'no review queue yet (is the classifier running?)'
+    : `${items.length} of at most ${q.capacity} frames` + (items.length ? '' : ': nothing to review');
+  $('review').replaceChildren(...items.map((item) => {
+    const fig = el('figure', 'review-item');
+    fig.dataset.id = String(item.id);
+    const img = el('img');
+    img.src = `/review/${item.id}`;
+    img.alt = `a frame the classifier took for ${item.label}`;
+    img.width = 128; img.height = 96;
+    const guess = `${item.label} ${pct(item.confidence)}` + (item.trusted ? '' : ', unsure');
+    const buttons = el('div', 'row');
+    const send = async (label, discard, button) => {
+      button.disabled = true;
+      const r = await post('/api/review', { id: item.id, label, discard });
+      if (r) toast(discard ? 'frame discarded' : `stored under ${label}: ${r.count} samples`);
+      else button.disabled = false;
+    };
+    for (const name of s.classes) {
+      const b = el('button', 'label secondary', name);
+      b.type = 'button';
+      b.dataset.label = name;
+      b.addEventListener('click', () => send(name, false, b));
+      buttons.append(b);
+    }
+    const d = el('button', 'discard secondary', 'Discard');
+    d.type = 'button';
+    d.addEventListener('click', () => send('', true, d));
+    buttons.append(d);
+    fig.append(img, el('figcaption', '', `guess: ${guess}`), buttons);
+    return fig;
+  }));
 }
 
 function renderNotices(list) {
@@ -401,6 +527,9 @@ function renderNotices(list) {
 
 // -- gesture events: the stable gesture and the classifier's threshold / smoothing ----------
 const sliderBusy = { threshold: false, smoothing: false };  // the user is moving it
+// What this page last set, kept over older values from a state sent before the classifier
+// took it (for 5 s at most): otherwise the other slider's next change sends the old value back.
+const sliderSet = { threshold: null, smoothing: null };
 
 function renderGesture(g) {
   if (!g) return;
@@ -411,7 +540,9 @@ function renderGesture(g) {
     const input = $(name);
     const known = g[name] !== null && g[name] !== undefined;
     input.disabled = !known;
-    if (known && !sliderBusy[name]) input.value = String(g[name]);
+    const set = sliderSet[name];
+    if (set && (g[name] === set.value || Date.now() > set.until)) sliderSet[name] = null;
+    if (known && !sliderBusy[name] && !sliderSet[name]) input.value = String(g[name]);
     $(`${name}-value`).textContent = known ? Number(input.value).toFixed(2) : '-';
   }
 }
@@ -428,15 +559,112 @@ function bindGestureSliders() {
                      smoothing: Number($('smoothing').value) };
       const r = await post('/api/gesture', body);
       sliderBusy[name] = false;
+      if (r) {
+        for (const key of ['threshold', 'smoothing']) {
+          sliderSet[key] = { value: r[key], until: Date.now() + 5000 };
+          if (state && state.gesture) state.gesture[key] = r[key];
+        }
+      }
       if (r) toast(`gesture threshold ${r.threshold.toFixed(2)}, smoothing ${r.smoothing.toFixed(2)}`);
       if (state) renderGesture(state.gesture);
     });
   }
 }
 
+function renderAccess(a) {
+  const box = $('access-warning');
+  const text = (a && a.warning) || '';
+  box.hidden = !text;
+  box.textContent = text;
+}
+
+function renderLimits(l) {
+  if (!l) return;
+  const epochs = $('epochs');
+  if (l.max_epochs && epochs.max !== String(l.max_epochs)) {
+    epochs.max = String(l.max_epochs);
+    epochs.title = `1 to ${l.max_epochs} (the trainer's max_epochs)`;
+    if (Number(epochs.value) > l.max_epochs) epochs.value = String(l.max_epochs);
+  }
+}
+
+// -- dataset and model files -----------------------------------------------------------------
+// An upload is the file itself with its own content type (application/zip, application/
+// octet-stream), not a form: a cross-site form cannot send either type. Shows the progress
+// and a refusal in `out` (data-outcome running / refused); the JSON answer, or null.
+async function sendFile(file, url, type, button, out, what) {
+  button.disabled = true;
+  out.dataset.outcome = 'running';
+  out.textContent = `sending ${file.name} (${(file.size / 1e6).toFixed(1)} MB) for ${what} ...`;
+  let res = null;
+  let data = {};
+  try {
+    res = await fetch(url, {
+      method: 'POST', headers: { 'Content-Type': type }, body: file, credentials: 'same-origin',
+    });
+    try { data = await res.json(); } catch (err) { data = { error: `HTTP ${res.status}` }; }
+  } catch (err) {
+    data = { error: `no connection to the robot: ${err.message}` };
+  } finally {
+    button.disabled = false;
+  }
+  if (!res || !res.ok) {
+    out.dataset.outcome = 'refused';
+    out.textContent = `${what} refused: ${data.error || 'HTTP ' + (res && res.status)}`;
+    return null;
+  }
+  return data;
+}
+
+// The answer counts the files added and refused, with the first reasons.
+async function importDataset(ev) {
+  ev.preventDefault();
+  const file = $('import-file').files[0];
+  if (!file) return;
+  const out = $('import-result');
+  const list = $('import-refusals');
+  list.replaceChildren();
+  const data = await sendFile(file, '/api/dataset/import', 'application/zip', $('import'), out,
+                              'import');
+  if (!data) return;
+  const kinds = Object.entries(data.by_kind || {}).map(([k, n]) => `${k}: ${n}`).join(', ');
+  out.dataset.outcome = 'done';
+  out.dataset.added = String(data.added);
+  out.dataset.refused = String(data.refused);
+  out.textContent = `${data.added} added, ${data.refused} refused` + (kinds ? ` (${kinds})` : '');
+  for (const r of data.refusals || []) list.append(el('li', '', `${r.path}: ${r.reason}`));
+  if (data.refused > (data.refusals || []).length) {
+    list.append(el('li', 'muted', `... and ${data.refused - data.refusals.length} more`));
+  }
+}
+
+// A model file: the trainer checks it as any model file and makes it current.
+async function uploadModel(ev) {
+  ev.preventDefault();
+  const file = $('model-file').files[0];
+  if (!file) return;
+  const out = $('upload-model-result');
+  const data = await sendFile(file, '/api/model/upload', 'application/octet-stream',
+                              $('upload-model'), out, 'upload');
+  if (!data) return;
+  out.dataset.outcome = 'done';
+  out.dataset.modelId = data.model_id;
+  out.textContent = `model ${data.model_id} is current (uploaded ${file.name})`;
+}
+
+function renderFiles(s) {
+  const model = s.model && s.model.model_id;
+  const link = $('download-model');
+  link.classList.toggle('disabled', !model);
+  link.title = model ? `model ${model}` : 'no model yet: train one first';
+}
+
 function render(s) {
   state = s;
+  renderFiles(s);
+  renderLimits(s.limits);
   $('task').textContent = `task ${s.task}`;
+  renderAccess(s.access);
   const key = JSON.stringify(s.classes);
   if (key !== classesKey) { classesKey = key; buildClasses(s.classes); }
   renderPrediction(s);
@@ -446,6 +674,7 @@ function render(s) {
   renderTraining(s.training);
   renderEvaluation(s);
   renderModels(s.models);
+  renderReview(s);
   renderNotices(s.notices);
 }
 
@@ -470,7 +699,10 @@ document.addEventListener('DOMContentLoaded', () => {
   $('train-form').addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const epochs = Number($('epochs').value);
-    if (!Number.isInteger(epochs) || epochs < 1) { toast('epochs must be a whole number >= 1', true); return; }
+    const most = Number($('epochs').max);
+    if (!Number.isInteger(epochs) || epochs < 1 || epochs > most) {
+      toast(`epochs must be a whole number in 1..${most}`, true); return;
+    }
     const start = $('start').value;
     if (await post('/api/train', { epochs, start })) toast(`training ${epochs} epochs`);
   });
@@ -484,6 +716,8 @@ document.addEventListener('DOMContentLoaded', () => {
   $('cancel').addEventListener('click', async () => {
     if (await post('/api/train/cancel', {})) toast('cancelling: the previous model stays');
   });
+  $('import-form').addEventListener('submit', importDataset);
+  $('upload-model-form').addEventListener('submit', uploadModel);
   $('camera-form').addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const source = $('source').value;

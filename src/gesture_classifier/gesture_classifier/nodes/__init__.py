@@ -1,13 +1,44 @@
-"""ROS 2 nodes: thin wiring of the plain-Python core to topics, services and actions."""
-import os
+"""ROS 2 nodes, one thin file per node: parameters (with descriptors), interfaces, and
+callbacks that delegate to :mod:`gesture_classifier.core` through the helpers of
+:mod:`gesture_classifier.ros`.
 
-# Several node processes share a few CPU cores (a Jetson, a 2-core CI machine). OpenMP's
-# default busy-waiting makes each idle torch thread spin and starves the others; passive
-# waiting keeps the classifier and the trainer from slowing each other down. Set before torch
-# is imported by any node module; an explicit setting in the environment wins.
-os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+The console scripts of the nodes (setup.py) are the functions below rather than each module's
+``main`` (``start_<node>``): they set the process defaults (:func:`~gesture_classifier.ros.runtime.
+set_process_defaults`) *before* importing the node's module, which imports torch through the
+core, because OpenMP reads ``OMP_WAIT_POLICY`` only once, when torch loads it.
+``python -m gesture_classifier.nodes.<name>`` (what ``bringup`` runs) gets the same defaults
+from bringup, which sets them in each node's environment.
+"""
+from __future__ import annotations
 
-# Camera frames are larger than Fast DDS's default shared-memory segments (config/fastdds.xml).
-from ..middleware import use_large_message_profile  # noqa: E402
+import importlib
 
-use_large_message_profile()
+from ..ros.runtime import set_process_defaults
+
+__all__ = ['start_camera', 'start_classifier', 'start_collector', 'start_trainer',
+           'start_web']
+
+
+def _start(name: str, args=None):
+    set_process_defaults()
+    return importlib.import_module(f'{__name__}.{name}').main(args)
+
+
+def start_camera(args=None):
+    return _start('camera', args)
+
+
+def start_classifier(args=None):
+    return _start('classifier', args)
+
+
+def start_collector(args=None):
+    return _start('collector', args)
+
+
+def start_trainer(args=None):
+    return _start('trainer', args)
+
+
+def start_web(args=None):
+    return _start('web', args)
