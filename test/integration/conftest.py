@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from gesture_classifier.bringup import NODES, NodeGroup, default_params_file
-from gesture_classifier.cli import stamp_seconds
-from gesture_classifier.client import GestureClient, TrainOutcome, TrainStatus
+from gesture_classifier.tools.bringup import NODES, NodeGroup, default_params_file
+from gesture_classifier.tools.cli import stamp_seconds
+from gesture_classifier.ros.client import GestureClient, TrainOutcome, TrainStatus
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / 'shared' / 'data'
 THUMBS = SHARED_DATA / 'thumbs_wincle626'
@@ -117,6 +117,32 @@ def graph_root(tmp_path_factory, name: str) -> Path:
     return tmp_path_factory.mktemp(name)
 
 
+def wait_until(predicate, timeout: float, what: str):
+    """The first truthy value of ``predicate()``, polled every 50 ms; fails (naming ``what``)
+    after ``timeout`` s. How a graph test waits for a condition, never with a bare sleep."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f'timed out after {timeout} s waiting for {what}')
+        time.sleep(0.05)
+
+
+def no_more_predictions(client: GestureClient, quiet: float = 0.5,
+                        timeout: float = 15.0) -> None:
+    """Until no prediction has come for ``quiet`` s (those of frames already in flight)."""
+    from gesture_classifier.ros.client import ClientError
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.wait_for_prediction(timeout=quiet)
+        except ClientError:
+            return
+        assert time.monotonic() < deadline, 'the classifier goes on predicting'
+
+
 def wait_for_subscribers(pub, count: int, timeout: float = 20.0) -> None:
     """Until ``count`` subscriptions have matched ``pub`` (a message published before
     discovery is lost on a best-effort topic); the test then fails on its own if not."""
@@ -215,8 +241,8 @@ def probe_model(path: Path, confidence: float = 0.9, model_id: str = 'probe-1') 
 
     import torch
 
-    from gesture_classifier.model import ModelFile, create_model, save_model
-    from gesture_classifier.preprocess import PreprocessSpec, preprocess_frame
+    from gesture_classifier.core.model import ModelFile, create_model, save_model
+    from gesture_classifier.core.preprocess import PreprocessSpec, preprocess_frame
 
     up_image, down_image = probe_photos()
     torch.manual_seed(0)

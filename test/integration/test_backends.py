@@ -9,23 +9,24 @@ import time
 import numpy as np
 import pytest
 
-from gesture_classifier.backends import available_backends, export_paths, onnx_model_id
-from gesture_classifier.client import TrainStatus
-from gesture_classifier.imaging import image_to_array
-from gesture_classifier.inference import Predictor
-from gesture_classifier.model import ModelFile, create_model, new_model_id, save_model
-from gesture_classifier.nodes.common import IMAGE_SUB_QOS, MODEL_QOS
+from gesture_classifier.core.backends import available_backends, export_paths, onnx_model_id
+from gesture_classifier.ros.client import TrainStatus
+from gesture_classifier.core.imaging import image_to_array
+from gesture_classifier.core.inference import Predictor
+from gesture_classifier.core.model import ModelFile, create_model, new_model_id, save_model
+from gesture_classifier.ros.topics import IMAGE_SUB_QOS, MODEL_QOS
 from gesture_interfaces.msg import ModelInfo
 from sensor_msgs.msg import Image
 
 from .conftest import (CLASSES, THUMBS, System, graph_overrides, graph_root, running_graph,
-                       seed_dataset, start_nodes)
+                       seed_dataset, start_nodes, wait_until)
 
-pytestmark = pytest.mark.skipif('onnxruntime' not in available_backends(),
-                                reason='onnxruntime/onnx not installed')
+pytestmark = [pytest.mark.graph, pytest.mark.skipif('onnxruntime' not in available_backends(),
+                                reason='onnxruntime/onnx not installed')]
 
 #: The issue's agreement bound for FP32 backends (max probability difference).
 MAX_PROB_DIFF = 1e-3
+
 
 
 @pytest.fixture(scope='module')
@@ -135,13 +136,15 @@ def test_old_model_keeps_classifying_while_a_new_one_loads(onnx_system):
     gc.add_prediction_listener(lambda p: received.append((time.monotonic(), p.model_id)))
     pub = gc.node.create_publisher(ModelInfo, 'model', MODEL_QOS)
     try:
-        time.sleep(1.0)  # a second of predictions before the announcement
+        # predictions of the old model before the announcement
+        wait_until(lambda: len(received) >= 5, 30, 'predictions of the old model')
         announced = time.monotonic()
         pub.publish(ModelInfo(task='thumbs', model_id=new.model_id, path=str(path),
                               class_names=list(CLASSES), architecture='resnet18',
                               input_size=new.spec.input_size))
         gc.wait_for_prediction(lambda p: p.model_id == new.model_id, 60)
-        time.sleep(1.0)
+        wait_until(lambda: [m for _, m in received].count(new.model_id) >= 3, 30,
+                    'predictions of the new model')
     finally:
         gc.node.destroy_publisher(pub)
     onnx_system.alive()
@@ -152,10 +155,7 @@ def test_old_model_keeps_classifying_while_a_new_one_loads(onnx_system):
     print(f'load {load_s:.2f} s, {len(during)} predictions by the old model meanwhile, '
           f'longest gap {gaps.max():.3f} s')
     assert export_paths(path, 'onnxruntime')[0].exists(), 'the classifier made the export'
-    assert load_s > 0.5, f'the load took only {load_s:.2f} s: nothing to observe'
+    # A load in the image callback would stop the predictions until the switch: the old
+    # model's predictions meanwhile show it did not (their timing: bench/).
     assert set(during) == {old_id} and len(during) >= 3, \
         f'the old model classifies until the switch: {len(during)} predictions in {load_s:.2f} s'
-    # A load in the image callback would pause the predictions for the whole load. ONNX Runtime
-    # holds the GIL while it builds its session, which shows as a shorter pause (~0.2 s idle,
-    # up to ~0.6 s with the camera and the classifier on 2 cores).
-    assert gaps.max() < 0.8 * load_s, f'predictions paused for {gaps.max():.2f} s'

@@ -11,13 +11,13 @@ from diagnostic_msgs.msg import DiagnosticArray
 from gesture_interfaces.msg import GestureEvent
 from sensor_msgs.msg import Image
 
-from gesture_classifier.client import ClientError, GestureClient
-from gesture_classifier.imaging import array_to_image_fields
-from gesture_classifier.nodes.common import IMAGE_PUB_QOS, IMAGE_SUB_QOS
+from gesture_classifier.ros.client import ClientError, GestureClient
+from gesture_classifier.core.imaging import array_to_image_fields
+from gesture_classifier.ros.topics import IMAGE_PUB_QOS, IMAGE_SUB_QOS
 
 from .conftest import THUMBS, graph_overrides, probe_model, probe_photos, start_nodes
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.graph, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope='module')
@@ -60,10 +60,12 @@ class Feeder:
         self.client, self.pub, self.n = client, pub, 0
         self.frames = {k: array_to_image_fields(v, 'bgr8') for k, v in frames.items()}
 
-    def send(self, name: str, timeout: float = 10.0):
-        self.n += 1
+    def send(self, name: str, timeout: float = 10.0, frame_id: str = ''):
+        if not frame_id:
+            self.n += 1
+            frame_id = f'{name}-{self.n}'
         msg = Image(**self.frames[name])
-        msg.header.frame_id = f'{name}-{self.n}'
+        msg.header.frame_id = frame_id
         msg.header.stamp = self.client.node.get_clock().now().to_msg()
         deadline = time.monotonic() + timeout
         while True:  # best effort: resend until this frame's prediction arrives
@@ -76,12 +78,17 @@ class Feeder:
                     raise
 
     def run(self, names) -> list[GestureEvent]:
-        """Send ``names`` in order; the gesture events that arrived meanwhile."""
+        """Send ``names`` in order; the gesture events they caused. The classifier publishes
+        a frame's event right after the frame's prediction: once the prediction of one more
+        frame (a repeat of the last, so it changes nothing) has arrived, every event of the
+        frames before has been published."""
         before = len(self.client.gestures())
         preds = [self.send(n) for n in names]
-        time.sleep(0.3)  # an event is published right after its prediction
+        self.sentinels = getattr(self, 'sentinels', 0) + 1
+        self.send(names[-1], frame_id=f'sentinel-{self.sentinels}')
         self.labels = [p.label for p in preds]
-        return self.client.gestures()[before:]
+        sent = {p.header.frame_id for p in preds}
+        return [e for e in self.client.gestures()[before:] if e.header.frame_id in sent]
 
 
 def test_a_stable_run_of_one_class_gives_one_event(graph):
@@ -156,20 +163,27 @@ def test_overlay_is_published_only_while_someone_subscribes(graph):
     received = []
     sub = gc.node.create_subscription(Image, 'overlay', received.append, IMAGE_SUB_QOS)
     try:
-        deadline = time.monotonic() + 10
-        while sub.get_publisher_count() < 1 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.5)  # the classifier's side of the match
+        deadline = time.monotonic() + 20
+        while not received:  # until the classifier has matched the subscriber and draws
+            assert time.monotonic() < deadline, 'no overlay for a subscriber'
+            graph.run(['up'])
         graph.run(['up', 'down', 'up'])
-        time.sleep(0.5)
+        ids = {f'up-{graph.n - 2}', f'down-{graph.n - 1}', f'up-{graph.n}'}
+        deadline = time.monotonic() + 10
+        while not ids <= {m.header.frame_id for m in received}:
+            assert time.monotonic() < deadline, {m.header.frame_id for m in received}
+            graph.run(['up'])
     finally:
         gc.node.destroy_subscription(sub)
-    ids = {m.header.frame_id for m in received}
-    assert {f'up-{graph.n - 2}', f'down-{graph.n - 1}', f'up-{graph.n}'} <= ids, ids
     m = received[-1]
     assert (m.encoding, m.width, m.height) == ('bgr8', 224, 224)
-    time.sleep(1.0)  # the classifier notices the subscriber is gone
-    count = _overlays_published(gc)
+    # The subscriber left: once the classifier has noticed, nothing more is drawn.
+    count, deadline = _overlays_published(gc), time.monotonic() + 30
     assert count >= 3
-    graph.run(['up'] * 3)
-    assert _overlays_published(gc) == count, 'drawn again after the subscriber left'
+    while True:
+        graph.run(['up'] * 3)
+        now = _overlays_published(gc)
+        if now == count:
+            break
+        assert time.monotonic() < deadline, 'still drawing after the subscriber left'
+        count = now

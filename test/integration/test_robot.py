@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 
-from gesture_classifier.backends import available_backends
+from gesture_classifier.core.backends import available_backends
 
 from .conftest import THUMBS, graph_overrides, graph_root, running_graph
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.graph, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope='module')
@@ -31,42 +30,54 @@ def robot(tmp_path_factory):
 NAMES = {'camera: source', 'collector: dataset', 'trainer: training', 'classifier: inference'}
 
 
-def _diagnostics(client, seconds: float, timeout: float = 15.0) -> dict[str, DiagnosticStatus]:
-    """The newest status of each name received on /diagnostics, listening for ``seconds`` and
-    on until every node's status has arrived (at most ``timeout`` s: discovery of a new
-    subscription can take a few seconds on the loaded 2-core machine)."""
-    latest, lock = {}, threading.Lock()
-    start = time.monotonic()
+class Diagnostics:
+    """The newest status of each name on ``/diagnostics``, kept from the start of the module."""
 
-    def on_array(msg: DiagnosticArray):
-        with lock:
+    def __init__(self, node):
+        self.latest: dict[str, DiagnosticStatus] = {}
+        self._cond = threading.Condition()
+        self._sub = node.create_subscription(DiagnosticArray, '/diagnostics', self._on, 10)
+
+    def _on(self, msg: DiagnosticArray) -> None:
+        with self._cond:
             for s in msg.status:
-                if s.name not in latest:
-                    print(f'{time.monotonic() - start:5.2f} s: first status of {s.name}')
-                latest[s.name] = s
+                self.latest[s.name] = s
+            self._cond.notify_all()
 
-    sub = client.node.create_subscription(DiagnosticArray, '/diagnostics', on_array, 10)
-    try:
-        time.sleep(seconds)
-        while time.monotonic() - start < timeout:
-            with lock:
-                if NAMES <= set(latest):
-                    break
-            time.sleep(0.1)
-    finally:
-        client.node.destroy_subscription(sub)
-    with lock:
-        return dict(latest)
+    def wait(self, predicate, what: str, timeout: float = 30.0) -> dict[str, DiagnosticStatus]:
+        """The statuses once ``predicate(statuses, values)`` holds (``values``: name -> key ->
+        value); fails after ``timeout`` s (discovery of a new subscription can take a few
+        seconds on the loaded 2-core machine, then each node reports once a second)."""
+        def ok():
+            values = {n: {kv.key: kv.value for kv in s.values} for n, s in self.latest.items()}
+            return NAMES <= set(self.latest) and predicate(self.latest, values)
+        with self._cond:
+            assert self._cond.wait_for(ok, timeout), f'no {what} within {timeout} s: ' \
+                f'{ {n: s.message for n, s in self.latest.items()} }'
+            return dict(self.latest)
 
 
-def test_every_node_reports_on_diagnostics(robot):
-    statuses = _diagnostics(robot.client, 3.5)
-    assert NAMES <= set(statuses)
+@pytest.fixture(scope='module')
+def diagnostics(robot):
+    d = Diagnostics(robot.client.node)
+    yield d
+    robot.client.node.destroy_subscription(d._sub)
+
+
+def test_every_node_reports_on_diagnostics(robot, diagnostics):
+    statuses = diagnostics.wait(lambda s, v: v['camera: source']['frames published'] != '0',
+                                'status of every node, with frames published')
     values = {name: {kv.key: kv.value for kv in s.values} for name, s in statuses.items()}
     cam = values['camera: source']
-    assert statuses['camera: source'].level == DiagnosticStatus.OK, statuses['camera: source']
+    # OK while publishing; WARN only for a measured rate below half the configured 10 Hz,
+    # which a loaded 2-core CI machine can cause (the rate itself: bench/camera.py).
+    camera = statuses['camera: source']
+    if float(cam['measured rate (Hz)']) >= 5.0:
+        assert camera.level == DiagnosticStatus.OK, camera
+    else:
+        assert camera.level == DiagnosticStatus.OK or (
+            camera.level == DiagnosticStatus.WARN and 'Hz of 10 Hz' in camera.message), camera
     assert cam['source'] == str(THUMBS / 'thumbs_up') and cam['configured rate (Hz)'] == '10'
-    assert 5.0 <= float(cam['measured rate (Hz)']) <= 11.0, cam
     assert int(cam['reopen count']) == 0 and cam['last error'] == ''
     # No model yet: the classifier says so (WARN) and what it would run.
     cls = statuses['classifier: inference']
@@ -82,14 +93,17 @@ def test_every_node_reports_on_diagnostics(robot):
     assert all(s.hardware_id for s in statuses.values())
 
 
-def test_diagnostics_follow_what_happens(robot):
+def test_diagnostics_follow_what_happens(robot, diagnostics):
     gc = robot.client
     assert not gc.collect('../../etc').success
     assert gc.collect('thumbs_up', wait_for_frame=10).success
     robot.client.set_camera_source(str(robot.data_dir / 'no_such_camera'))
     try:
-        time.sleep(1.5)
-        statuses = _diagnostics(gc, 2.5)
+        statuses = diagnostics.wait(
+            lambda s, v: v['collector: dataset']['collected'] == '1' and
+            s['camera: source'].level == DiagnosticStatus.ERROR and
+            int(v['camera: source']['reopen count']) >= 1,
+            'the collect and the camera error on /diagnostics')
     finally:
         robot.client.set_camera_source(str(THUMBS / 'thumbs_up'))
     col = {kv.key: kv.value for kv in statuses['collector: dataset'].values}
@@ -102,8 +116,8 @@ def test_diagnostics_follow_what_happens(robot):
     robot.alive()
 
 
-def test_auto_backend_says_what_it_chose_and_why(robot):
-    statuses = _diagnostics(robot.client, 1.5)
+def test_auto_backend_says_what_it_chose_and_why(robot, diagnostics):
+    statuses = diagnostics.wait(lambda s, v: True, 'the classifier\'s status')
     values = {kv.key: kv.value for kv in statuses['classifier: inference'].values}
     expected = 'onnxruntime' if 'onnxruntime' in available_backends() else 'pytorch'
     assert values['backend'] == expected

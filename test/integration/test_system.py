@@ -12,32 +12,34 @@ import numpy as np
 import pytest
 from gesture_interfaces.action import Train
 from gesture_interfaces.msg import ModelInfo, Prediction
+from gesture_interfaces.srv import Collect
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from gesture_classifier.client import ClientError, TrainStatus
-from gesture_classifier.model import load_model
-from gesture_classifier.nodes.common import IMAGE_PUB_QOS, IMAGE_SUB_QOS, MODEL_QOS
-from gesture_classifier.training import DEFAULT_RECIPE
+from gesture_classifier.ros.client import ClientError, TrainStatus
+from gesture_classifier.core.model import load_model
+from gesture_classifier.ros.topics import IMAGE_PUB_QOS, IMAGE_SUB_QOS, MODEL_QOS
+from gesture_classifier.core.training import DEFAULT_RECIPE
 
-from .conftest import CLASSES, THUMBS, VIDEO, assert_policy_matches_graph, stamp, use_source
+from .conftest import (CLASSES, THUMBS, VIDEO, assert_policy_matches_graph,
+                       no_more_predictions, stamp, use_source, wait_until)
 
-pytestmark = pytest.mark.timeout(600)
-
-
-def _wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f'timed out after {timeout} s waiting for {what}')
+pytestmark = [pytest.mark.graph, pytest.mark.timeout(600)]
 
 
 def _stop_camera(system) -> None:
-    """Point the camera at a source that does not exist: it reports it and publishes nothing."""
-    use_source(system, system.data_dir.parent / 'no_such_camera', loop=True)
-    time.sleep(0.5)
+    """Point the camera at a source that does not exist: it reports it and publishes nothing.
+    Returns once no frame has come for 0.5 s."""
+    gc = system.client
+    after = use_source(system, system.data_dir.parent / 'no_such_camera', loop=True)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            after = stamp(gc.wait_for_image(newer_than=after, timeout=0.5))
+        except ClientError:
+            return
+        assert time.monotonic() < deadline, 'the camera goes on publishing'
+
 
 
 # -- camera ---------------------------------------------------------------------------------
@@ -45,25 +47,34 @@ def _stop_camera(system) -> None:
 def test_camera_sized_frames_reach_best_effort_subscribers(system, size):
     """Frames above Fast DDS's default 512 KiB shared-memory segment (640x480 rgb/bgr8 is
     900 KiB) used to reach sensor-data (best-effort) subscribers at 1-2 of 30 FPS; with
-    config/fastdds.xml (set by the nodes and the client) they arrive: at 10 FPS, at least 60 %
-    (a loaded CI machine may miss some). Counted in this process with the classifier's QoS."""
+    config/fastdds.xml (set by the nodes and the client) they arrive: of 30 frames a reliable
+    subscriber received, at least 60 % (a loaded CI machine may miss some) reach a subscriber
+    with the classifier's QoS, in this process. (Rates: bench/camera.py.)"""
     gc = system.client
     width, height = size
-    received = []
-    sub = gc.node.create_subscription(
-        Image, 'image_raw', lambda m: received.append((m.width, m.height)), IMAGE_SUB_QOS)
+    best_effort, reliable = set(), set()
+
+    def keep(into):
+        return lambda m: into.add(stamp(m)) if (m.width, m.height) == size else None
+
+    subs = [gc.node.create_subscription(Image, 'image_raw', keep(best_effort), IMAGE_SUB_QOS),
+            gc.node.create_subscription(Image, 'image_raw', keep(reliable), QoSProfile(
+                depth=10, reliability=ReliabilityPolicy.RELIABLE))]
     try:
         use_source(system, THUMBS / 'thumbs_up', loop=True, width=width, height=height,
                    rate=10.0)
-        _wait_until(lambda: (width, height) in received, 10, f'a {width}x{height} frame')
-        start = received.count((width, height))
-        time.sleep(3.0)
-        got = received.count((width, height)) - start
+        wait_until(lambda: best_effort and
+                    len([t for t in reliable if t >= min(best_effort)]) >= 31, 60,
+                    f'30 {width}x{height} frames')
+        first = min(best_effort)  # from the best-effort subscriber's first frame on
+        counted = sorted(t for t in reliable if t >= first)[:30]
+        got = len(best_effort & set(counted))
     finally:
-        gc.node.destroy_subscription(sub)
+        for sub in subs:
+            gc.node.destroy_subscription(sub)
         gc.set_camera_parameters(width=0, height=0)
-    # 30 frames published in 3 s at 10 Hz; a loaded CI machine may miss a few
-    assert got >= 18, f'only {got} of ~30 {width}x{height} frames arrived in 3 s'
+    assert got >= 0.6 * len(counted), \
+        f'only {got} of {len(counted)} {width}x{height} frames reached the best-effort subscriber'
     system.alive()
 
 
@@ -81,7 +92,8 @@ def test_camera_publishes_real_frames(system):
         'published frame is not one of the source photos'
 
 
-def test_camera_rate_and_runtime_source_change(system):
+def test_camera_runtime_source_and_size_change(system):
+    """(The rate the camera keeps is timing: bench/camera.py measures it.)"""
     gc = system.client
     after = use_source(system, VIDEO, loop=True)
     frames = []
@@ -89,8 +101,6 @@ def test_camera_rate_and_runtime_source_change(system):
         frames.append(gc.wait_for_image(newer_than=after, timeout=10))
         after = stamp(frames[-1])
     assert {(f.width, f.height) for f in frames} == {(160, 120)}
-    span = stamp(frames[-1]) - stamp(frames[0])
-    assert 0.6 < span / 9 * 10.0 < 1.6, f'9 periods took {span:.2f} s at rate 10 Hz'
     gc.set_camera_parameters(width=320, height=240)
     after = gc.now()
     resized = gc.wait_for_image(newer_than=after, timeout=10)
@@ -204,6 +214,62 @@ def test_a_lost_goal_answer_and_a_lost_result_are_recovered(system):
     assert outcome.result.error_code == Train.Result.DATASET_ERROR
 
 
+@pytest.fixture
+def web_node(system):
+    """A web node in this process (its internals reachable), on the running graph."""
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+
+    from gesture_classifier.nodes.web import WebNode
+    ctx = Context()
+    rclpy.init(args=['--ros-args', '-r', '__node:=web_in_test', '-p',
+                     f'data_dir:={system.data_dir}', '-p', 'port:=0', '-p',
+                     'call_timeout:=3.0'], context=ctx)
+    node = WebNode(context=ctx)
+    executor = SingleThreadedExecutor(context=ctx)
+    executor.add_node(node)
+    spin = threading.Thread(target=executor.spin, daemon=True)
+    spin.start()
+    try:
+        yield node.start()
+    finally:
+        executor.shutdown(timeout_sec=2.0)
+        node.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+        spin.join(timeout=5.0)
+
+
+def test_the_web_page_recovers_a_lost_goal_answer_and_a_lost_result(system, web_node):
+    """The same two answers dropped at the web node's action client: the page still learns
+    that its goal ended and how (the web node is a client of GestureClient, which recovers
+    them; before, the page showed the goal running until the node restarted)."""
+    import http.client
+    import json
+    action = web_node.client._train
+    assert action.wait_for_server(timeout_sec=30)
+    real = action._client_handle
+    action._client_handle = losing = _LosingReceiver(real)
+    try:
+        # http.client, not urllib: urllib keeps the proxies of its first use in the process
+        conn = http.client.HTTPConnection('127.0.0.1', web_node.port, timeout=60)
+        try:
+            conn.request('POST', '/api/train', json.dumps({'epochs': 1, 'start': 'auto'}),
+                         {'Content-Type': 'application/json'})
+            answer = conn.getresponse()
+            assert (answer.status, json.loads(answer.read())) == \
+                (200, {'accepted': True, 'epochs': 1})
+        finally:
+            conn.close()
+        training = wait_until(
+            lambda: (t := web_node.page.snapshot()['training'])['state'] not in
+            ('sending', 'running') and t, 60, 'the end of the page\'s goal')
+    finally:
+        action._client_handle = real
+    assert losing.lost == ['take_goal_response', 'take_result_response']
+    assert training['state'] == 'failed' and 'thumbs' in training['message'], training
+
+
 # -- collector ----------------------------------------------------------------------------------
 def test_collect_stores_frames_under_the_label(system, dataset):
     for label, responses in dataset.items():
@@ -237,16 +303,24 @@ def test_collect_refuses_malformed_and_stale_frames(system, dataset):
     try:
         bad = Image(height=224, width=224, encoding='bgr8', step=100,
                     data=array.array('B', bytes(224 * 100)))  # step < width * 3
-        _wait_until(lambda: pub.get_subscription_count() >= 3, 10, 'image subscribers')
-        for _ in range(5):
-            bad.header.stamp = gc.node.get_clock().now().to_msg()
-            pub.publish(bad)
-            time.sleep(0.05)
-        r = gc.collect('thumbs_up')
-        assert not r.success and 'malformed' in r.message, r.message
-        time.sleep(1.2)  # > max_frame_age of the collector
+        wait_until(lambda: pub.get_subscription_count() >= 3, 10, 'image subscribers')
+        # No frame for 0.5 s: once the camera's last good frame is older than max_frame_age
+        # (1 s), it is refused. (Before, a collect racing the first bad frame saved it.)
+        time.sleep(1.0)
         r = gc.collect('thumbs_up')
         assert not r.success and 'old' in r.message, r.message
+
+        def refused(reason):  # (a bad frame, sent again until the collector has it)
+            bad.header.stamp = gc.node.get_clock().now().to_msg()
+            pub.publish(bad)
+            r = gc.collect('thumbs_up')
+            assert not r.success, r.message
+            return reason in r.message
+
+        wait_until(lambda: refused('malformed'), 10, 'a malformed-frame refusal')
+        # no more frames: once the newest is older than max_frame_age, it is refused
+        wait_until(lambda: 'old' in gc.collect('thumbs_up').message, 10,
+                    'a stale-frame refusal')
     finally:
         gc.node.destroy_publisher(pub)
         use_source(system, THUMBS / 'thumbs_up', loop=True)
@@ -318,11 +392,9 @@ def test_second_goal_is_rejected_and_cancel_keeps_the_model(system, trained):
     assert first_feedback.wait(60), 'no feedback from the running goal'
     assert gc.send_train_goal(epochs=1) is None, 'a second goal must be rejected'
     gc._goal_handle = handle
-    t_cancel = time.monotonic()
     assert gc.cancel_training()
     res = gc.result_async(handle)
-    _wait_until(res.done, 60, 'the cancelled goal to end')
-    assert time.monotonic() - t_cancel < 30
+    wait_until(res.done, 30, 'the cancelled goal to end (within a batch)')
     result = res.result()
     assert TrainStatus(result.status) is TrainStatus.CANCELED
     assert result.result.error_code == Train.Result.CANCELED and not result.result.success
@@ -333,7 +405,7 @@ def test_second_goal_is_rejected_and_cancel_keeps_the_model(system, trained):
     system.alive()
 
 
-@pytest.mark.parametrize('goal', [dict(epochs=0), dict(epochs=100000),
+@pytest.mark.parametrize('goal', [dict(epochs=100000),
                                   dict(epochs=1, batch_size=100000),
                                   dict(epochs=1, learning_rate=float('nan')),
                                   dict(epochs=1, learning_rate=5.0),
@@ -372,7 +444,7 @@ def test_classifier_survives_malformed_images(system, trained):
     _stop_camera(system)
     pub = gc.node.create_publisher(Image, 'image_raw', IMAGE_PUB_QOS)
     try:
-        _wait_until(lambda: pub.get_subscription_count() >= 3, 10, 'image subscribers')
+        wait_until(lambda: pub.get_subscription_count() >= 3, 10, 'image subscribers')
         for fields in _malformed_images():
             msg = Image(**fields, data=array.array('B', bytes(48 * 64 * 3)))
             msg.header.stamp = gc.node.get_clock().now().to_msg()
@@ -408,16 +480,19 @@ def test_classifier_reports_stale_input_and_never_repeats_old_results(system, tr
     gc = system.client
     gc.wait_for_prediction(timeout=30)
     _stop_camera(system)
-    time.sleep(0.5)  # predictions of frames already in flight
+    no_more_predictions(gc)
     try:
-        with pytest.raises(ClientError):
-            gc.wait_for_prediction(timeout=3.0)
-        _wait_until(lambda: 'input stale' in system.log.read_text(), 10, 'a stale-input report')
+        received = []
+        gc.add_prediction_listener(received.append)
+        # the classifier reports stale input after stale_after (2 s) without frames; no old
+        # result may be repeated meanwhile
+        wait_until(lambda: 'input stale' in system.log.read_text(), 10, 'a stale-input report')
+        assert received == [], 'a prediction without a new frame'
     finally:
         after = use_source(system, THUMBS / 'thumbs_up', loop=True)
     p = gc.wait_for_prediction(lambda p: stamp(p) > after, timeout=30)
     assert p.label in CLASSES
-    _wait_until(lambda: 'arriving again' in system.log.read_text(), 10, 'the recovery report')
+    wait_until(lambda: 'arriving again' in system.log.read_text(), 10, 'the recovery report')
 
 
 def test_collect_bursts_are_rate_limited_and_acknowledged_samples_are_on_disk(system, dataset):
@@ -426,9 +501,8 @@ def test_collect_bursts_are_rate_limited_and_acknowledged_samples_are_on_disk(sy
     gc.wait_for_image(newer_than=gc.now(), timeout=10)
     # 8 at once: within the default service queue depth (10), beyond which DDS itself would
     # drop requests before the collector could see them.
-    futures = [gc._collect.call_async(gc._collect.srv_type.Request(label='thumbs_up'))
-               for _ in range(8)]
-    _wait_until(lambda: all(f.done() for f in futures), 30, 'the burst to be answered')
+    futures = [gc.call_async('collect', Collect.Request(label='thumbs_up')) for _ in range(8)]
+    wait_until(lambda: all(f.done() for f in futures), 30, 'the burst to be answered')
     responses = [f.result() for f in futures]
     ok = [r for r in responses if r.success]
     refused = [r for r in responses if not r.success]
@@ -452,7 +526,7 @@ def _garbage_model(folder):
 
 
 def _three_class_model(folder):
-    from gesture_classifier.model import ModelFile, create_model, save_model
+    from gesture_classifier.core.model import ModelFile, create_model, save_model
     three = ('thumbs_up', 'thumbs_down', 'fist')
     return (save_model(ModelFile(create_model(3), three, task='thumbs', model_id='three-1'),
                        folder / 'three.pt'), 'differ from the task classes')
@@ -469,10 +543,72 @@ def test_unusable_model_file_is_refused_and_running_model_stays(system, trained,
         pub.publish(ModelInfo(task='thumbs', model_id=f'bad-{path.stem}', path=str(path),
                               class_names=list(CLASSES), architecture='resnet18',
                               input_size=224))
-        _wait_until(lambda: path.name in system.log.read_text(), 15, 'the refusal')
+        wait_until(lambda: path.name in system.log.read_text(), 15, 'the refusal')
     finally:
         gc.node.destroy_publisher(pub)
     assert reason in system.log.read_text()
     p = gc.wait_for_prediction(timeout=10)
     assert p.model_id == model_id, 'the running model must stay after a bad file'
+    system.alive()
+
+
+# -- how far a prediction can be trusted; the review queue (active learning) ---------------------
+def test_unsure_frames_are_queued_then_labelled_into_the_dataset_or_discarded(system, trained):
+    """Predictions carry ood_score and trusted. With review_min_uncertainty 0 the classifier
+    queues live frames (published on review_queue, latched); a queued frame's JPEG is served;
+    labelling stores it through the collector's add_sample (a real JPEG under the label) and
+    takes it off the queue; a hostile label or an unknown id is refused and loses nothing;
+    discard drops a frame without storing it. add_sample itself refuses bytes that are no
+    image and hostile labels."""
+    from gesture_interfaces.srv import AddSample
+    from sensor_msgs.msg import CompressedImage
+
+    from gesture_classifier.ros.client import wait_future
+
+    gc = system.client
+    use_source(system, THUMBS / 'thumbs_up', loop=True)
+    p = gc.wait_for_prediction(lambda p: p.model_id, timeout=60)
+    assert math.isfinite(p.ood_score) and p.trusted == (p.ood_score <= 1.0)
+    gc.set_parameters('classifier', timeout=60, review_min_uncertainty=0.0, review_min_interval=0.2)
+    try:
+        queue = gc.review_queue(lambda q: len(q.items) >= 2, timeout=60)
+        first, second = queue.items[0], queue.items[1]
+        assert queue.capacity == 20 and first.class_names == list(CLASSES)
+        assert first.uncertainty >= second.uncertainty and 0 <= first.uncertainty <= 2
+        image = gc.get_review_frame(first.id)
+        pixels = cv2.imdecode(np.frombuffer(bytes(image.data), np.uint8), cv2.IMREAD_COLOR)
+        assert image.format == 'jpeg' and pixels.shape == (first.height, first.width, 3)
+        assert image.header.stamp == first.header.stamp
+        for frame_id, label, why in ((first.id, '../../x', 'not a class'),
+                                     (2**63, 'thumbs_up', 'not in the review queue')):
+            r = gc.label_review(frame_id, label)
+            assert not r.success and why in r.message, r.message
+        gc.review_queue(lambda q: first.id in [i.id for i in q.items], timeout=10)
+        stored = gc.label_review(first.id, 'thumbs_down')
+        assert stored.success, stored.message
+        path = system.dataset / 'thumbs_down' / stored.path.rsplit('/', 1)[-1]
+        assert stored.path == str(path) and cv2.imread(stored.path) is not None
+        gc.review_queue(lambda q: first.id not in [i.id for i in q.items], timeout=10)
+        assert not gc.label_review(first.id, 'thumbs_down').success, 'labelled twice'
+        dropped = gc.label_review(second.id, discard=True)
+        assert dropped.success and dropped.path == ''
+    finally:
+        gc.set_parameters('classifier', timeout=60, review_min_uncertainty=0.5,
+                          review_min_interval=1.0)
+    add = gc.node.create_client(AddSample, 'add_sample')
+    try:
+        assert add.wait_for_service(timeout_sec=10)
+        jpeg = cv2.imencode('.jpg', pixels)[1].tobytes()
+        for label, data, why in (('thumbs_up', b'not an image', 'malformed'),
+                                 ('../../x', jpeg, 'label')):
+            request = AddSample.Request(label=label, image=CompressedImage(format='jpeg',
+                                                                             data=data))
+            for _ in range(20):  # the store above may be < 1 / max_collect_rate ago
+                r = wait_future(add.call_async(request), 10, 'add')
+                if not r.message.startswith('too many requests'):
+                    break
+                time.sleep(0.1)
+            assert not r.success and why in r.message, r.message
+    finally:
+        gc.node.destroy_client(add)
     system.alive()

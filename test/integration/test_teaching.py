@@ -4,17 +4,18 @@ the current model, keep the best epoch, evaluate, model versions (select an earl
 the classifier use it, export, import), and the faults around them."""
 from __future__ import annotations
 
-import time
+import re
+import threading
 
 import pytest
 from action_msgs.msg import GoalStatus
 from gesture_interfaces.action import Evaluate, Train
 
-from gesture_classifier.client import TrainStatus, wait_future
+from gesture_classifier.ros.client import TrainStatus, wait_future
 
 from .conftest import CLASSES, THUMBS, graph_overrides, graph_root, running_graph
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.graph, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope='module')
@@ -24,7 +25,9 @@ def loop(tmp_path_factory):
     overrides = graph_overrides(
         data_dir, camera=dict(source=str(THUMBS / 'thumbs_up'), width=0, height=0, rate=10.0,
                               loop=True, reopen_delay=0.2),
-        trainer=dict(val_fraction=0.34, recipe='dli', keep_models=3),
+        # the loop, not the learning, is tested here: the cheapest recipe that keeps the best
+        # epoch (no weight averaging) trains only the last layer
+        trainer=dict(val_fraction=0.34, recipe='linear_probe', keep_models=3),
         collector=dict(state_period=0.0))
     with running_graph(overrides, data_dir, tmp / 'nodes.log') as system:
         system.client.wait_for_image(timeout=20)
@@ -234,9 +237,10 @@ def test_export_and_import(loop):
 def test_deleting_samples_while_training(loop):
     gc, system = loop['gc'], loop['system']
     extra = _burst(gc, 'thumbs_up', 3)
-    handle = gc.send_train_goal(2, on_feedback=None)
+    started = threading.Event()
+    handle = gc.send_train_goal(2, on_feedback=lambda fb: started.set())
     assert handle is not None
-    time.sleep(0.5)
+    assert started.wait(120), 'no feedback: the goal did not start'  # images are loaded
     d = gc.delete_samples(extra)
     assert d.success, d.message
     gc.dataset_state(lambda s: list(s.counts) == _on_disk(system))
@@ -250,7 +254,7 @@ def test_deleting_samples_while_training(loop):
 
 def test_cli_verbs(loop, capsys):
     """gesture_cli over the same graph: every new verb prints what it did."""
-    from gesture_classifier.cli import main
+    from gesture_classifier.tools.cli import main
     gc, state, system = loop['gc'], loop['state'], loop['system']
     current = gc.model_list().current_model_id
 
@@ -287,3 +291,29 @@ def test_cli_verbs(loop, capsys):
     code, out = run('train', '--epochs', '1', '--continue')
     assert code == 0 and 'SUCCEEDED' in out and '(continued)' in out, out
     assert 'true \\ predicted' in out  # the validation confusion matrix after training
+    trained = re.search(r'^model: .* \((\S+)\)$', out, re.MULTILINE).group(1)
+    # the review queue: every live frame may be queued with review_min_uncertainty 0
+    gc.set_parameters('classifier', timeout=60, review_min_uncertainty=0.0, review_min_interval=0.2)
+    try:
+        # the classifier empties its queue when it loads the model just trained: wait for it
+        queue = gc.review_queue(lambda q: q.model_id == trained and len(q.items) >= 2,
+                                timeout=60)
+        # then freeze it (no frame reaches uncertainty 2): a live queue replaces its least
+        # uncertain frame when full, and the looping camera keeps offering frames
+        gc.set_parameters('classifier', timeout=60, review_min_uncertainty=2.0)
+        queue = gc.review_queue(timeout=10)  # the most uncertain first: never replaced
+        first, second = queue.items[0].id, queue.items[1].id
+        code, out = run('review')
+        assert code == 0 and 'frames to review' in out and f'{first:6d}  said' in out, out
+        jpeg = system.data_dir / 'review.jpg'
+        code, out = run('review', 'show', str(first), '-o', str(jpeg))
+        assert code == 0 and jpeg.read_bytes()[:2] == b'\xff\xd8', out
+        code, out = run('review', 'label', str(first), '../../x')
+        assert code == 1 and 'FAIL' in out and 'not a class' in out, out
+        code, out = run('review', 'label', str(first), 'thumbs_down')
+        assert code == 0 and 'saved thumbs_down' in out, out
+        code, out = run('review', 'discard', str(second))
+        assert code == 0 and f'discarded frame {second}' in out, out
+    finally:
+        gc.set_parameters('classifier', timeout=60, review_min_uncertainty=0.5,
+                          review_min_interval=1.0)

@@ -11,13 +11,13 @@ import pytest
 from gesture_interfaces.msg import ModelInfo
 from gesture_interfaces.srv import GetSamples, ListSamples
 
-from gesture_classifier.client import TrainStatus, wait_future
-from gesture_classifier.nodes.common import MODEL_QOS
+from gesture_classifier.ros.client import TrainStatus, wait_future
+from gesture_classifier.ros.topics import MODEL_QOS
 
 from .conftest import (CLASSES, THUMBS, collect_n, graph_overrides, graph_root, running_graph,
                        seed_dataset)
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.graph, pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope='module')

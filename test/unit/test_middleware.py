@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gesture_classifier.middleware import config_file, use_large_message_profile
+from gesture_classifier.ros.middleware import config_file, use_large_message_profile
 
 PROFILE = str(config_file('fastdds.xml'))
 

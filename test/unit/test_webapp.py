@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from gesture_classifier.imaging import ImageFormatError, array_to_image_fields
-from gesture_classifier.webapp import effective_token, encode_jpeg, is_loopback
+from gesture_classifier.core.imaging import ImageFormatError, array_to_image_fields
+from gesture_classifier.web.app import effective_token, encode_jpeg, is_loopback
 
 
 @pytest.mark.parametrize('host, loopback', [

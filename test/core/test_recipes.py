@@ -12,12 +12,12 @@ import pytest
 import torch
 from torch import nn
 
-from gesture_classifier.dataset import load_images
-from gesture_classifier.inference import Predictor
-from gesture_classifier.model import ModelFile, create_model, load_model, save_model
-from gesture_classifier.preprocess import PreprocessSpec, normalize, preprocess_frame
-from gesture_classifier.tasks import Task
-from gesture_classifier.training import (DEFAULT_RECIPE, DLI, RECIPES, STAGES, Recipe,
+from gesture_classifier.core.dataset import load_images
+from gesture_classifier.core.inference import Predictor
+from gesture_classifier.core.model import ModelFile, create_model, load_model, save_model
+from gesture_classifier.core.preprocess import PreprocessSpec, normalize, preprocess_frame
+from gesture_classifier.core.tasks import Task
+from gesture_classifier.core.training import (DEFAULT_RECIPE, DLI, RECIPES, STAGES, Recipe,
                                          TrainConfig, augmenter, evaluate, fit, get_recipe,
                                          predict_batches, train_task)
 

@@ -8,11 +8,11 @@ import os
 import pytest
 import torch
 
-from gesture_classifier.dataset import load_images
-from gesture_classifier.model import create_model, load_model
-from gesture_classifier.preprocess import PreprocessSpec
-from gesture_classifier.tasks import Task
-from gesture_classifier.training import (DEFAULT_RECIPE, RECIPES, FitResult, Progress,
+from gesture_classifier.core.dataset import load_images
+from gesture_classifier.core.model import create_model, load_model
+from gesture_classifier.core.preprocess import PreprocessSpec
+from gesture_classifier.core.tasks import Task
+from gesture_classifier.core.training import (DEFAULT_RECIPE, RECIPES, FitResult, Progress,
                                          TrainConfig, fit, resolve_device, train_task)
 
 SMALL = PreprocessSpec(input_size=64)  # for the tests that do not need the default size
@@ -147,7 +147,6 @@ def test_fit_with_augmentation_is_deterministic_for_a_seed(small_data):
 
 
 @pytest.mark.parametrize('kwargs, match', [
-    (dict(epochs=0), 'epochs'),
     (dict(epochs=-1), 'epochs'),
     (dict(epochs=1, batch_size=0), 'batch_size'),
     (dict(epochs=1, learning_rate=float('nan')), 'learning_rate'),
@@ -188,3 +187,50 @@ def test_resolve_device_cuda_without_cuda(name):
 def test_resolve_device_bad_names(name):
     with pytest.raises(ValueError):
         resolve_device(name)
+
+
+def test_auto_epochs_aim_for_the_recipes_steps_within_bounds():
+    from gesture_classifier.core.training import AUTO_EPOCHS_RANGE, RECIPES, auto_epochs
+    recipe = RECIPES['generalise'].replace(auto_steps=600)
+    assert auto_epochs(160, 8, recipe) == 30          # 20 batches an epoch
+    assert auto_epochs(190, 8, recipe) == 25          # 24 batches
+    assert auto_epochs(4800, 8, recipe) == AUTO_EPOCHS_RANGE[0]  # large sets: the floor
+    assert auto_epochs(8, 8, recipe) == AUTO_EPOCHS_RANGE[1]     # one batch: the ceiling
+    assert auto_epochs(8, 8, recipe, max_epochs=40) == 40
+    assert auto_epochs(8, 8, recipe, max_epochs=5) == 5          # a lower cap wins over 10
+    with pytest.raises(ValueError):
+        auto_epochs(0, 8, recipe)
+
+
+def test_fit_refuses_auto_epochs_which_train_task_resolves():
+    from gesture_classifier.core.preprocess import PreprocessSpec
+    from gesture_classifier.core.training import fit
+    with pytest.raises(ValueError, match='auto'):
+        fit(None, None, None, None, None, PreprocessSpec(), TrainConfig(epochs=0))
+
+
+def test_train_task_with_auto_epochs_resolves_them_and_calibrates(task, small_data):
+    """epochs=0 ("auto"): train_task picks the epochs (here capped at 2 by max_auto_epochs),
+    trains them, and the saved file carries a fitted temperature within its range."""
+    from gesture_classifier.core.calibration import TEMPERATURE_RANGE
+    progress: list[Progress] = []
+    cfg = TrainConfig(epochs=0, max_auto_epochs=2, batch_size=4, val_fraction=0.25, seed=0)
+    out = train_task(task, cfg, 'none', spec=SMALL, data=small_data,
+                     on_progress=progress.append)
+    assert out.fit.epochs_completed == 2
+    assert {p.epochs for p in progress} == {2}, 'feedback names the resolved epochs'
+    assert TEMPERATURE_RANGE[0] <= out.temperature <= TEMPERATURE_RANGE[1]
+    assert out.model.temperature == out.temperature and out.calibration
+
+
+def test_a_train_goal_of_zero_epochs_is_auto_and_negative_or_too_many_are_refused():
+    from gesture_classifier.core.trainer import TrainerSettings, TrainRequest, goal_error
+    settings = TrainerSettings(device='cpu', initial_weights='none',
+                               recipe=RECIPES[DEFAULT_RECIPE], max_epochs=100,
+                               max_batch_size=64, batch_size=8, learning_rate=1e-3,
+                               val_fraction=0.2, seed=0, augment=True, hflip=True,
+                               backend='pytorch')
+    assert goal_error(TrainRequest(epochs=0), settings) == ''
+    assert goal_error(TrainRequest(epochs=100), settings) == ''
+    for bad in (-1, 101):
+        assert '0 (auto) or in 1..100' in goal_error(TrainRequest(epochs=bad), settings)

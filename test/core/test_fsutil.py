@@ -4,12 +4,11 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import time
 
 import pytest
 
-from gesture_classifier import fsutil
-from gesture_classifier.fsutil import (UntrustedFileError, atomic_write, ensure_private_dir,
+from gesture_classifier.core import fsutil
+from gesture_classifier.core.fsutil import (UntrustedFileError, atomic_write, ensure_private_dir,
                                        read_untrusted_file, require_free_space)
 
 
@@ -126,13 +125,11 @@ def test_untrusted_read_returns_a_regular_files_bytes(folder):
     assert read_untrusted_file(link, 5000, [folder]) == b'x' * 5000
 
 
-@pytest.mark.timeout(10)
+@pytest.mark.timeout(10)  # a read that blocked would end the test here
 def test_untrusted_read_refuses_a_fifo_without_blocking(folder):
     fifo = folder / 'model.pt'
     os.mkfifo(fifo)  # no writer: a plain open() for reading would block forever
-    start = time.monotonic()
     _refused(fifo, 'named pipe', allowed=[folder])
-    assert time.monotonic() - start < 1.0
 
 
 @pytest.mark.parametrize('device', ['/dev/zero', '/dev/null', '/dev/urandom'])

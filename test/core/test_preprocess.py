@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from gesture_classifier.imaging import array_to_image_fields, image_to_array
-from gesture_classifier.preprocess import (IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec,
-                                           normalize, preprocess_frame, resize, to_chw_rgb)
+from gesture_classifier.core.imaging import array_to_image_fields, image_to_array
+from gesture_classifier.core.preprocess import (IMAGENET_MEAN, IMAGENET_STD, FrameInput,
+                                                PreprocessSpec, normalize, preprocess_frame,
+                                                resize, to_chw_rgb)
 
 SPEC = PreprocessSpec()
 
@@ -198,3 +199,53 @@ def test_resize_keeps_the_whole_frame_without_crop():
 def test_custom_spec_input_size():
     x = preprocess_frame(_frame(100, 80), 'bgr', PreprocessSpec(input_size=64))
     assert x.shape == (1, 3, 64, 64)
+
+
+# -- the classifier's frame path: resize first, buffers reused -----------------------------
+def _orders(frame):
+    """(order, pixels) of one BGR frame in every layout a camera message can have."""
+    return [('bgr', frame), ('rgb', np.ascontiguousarray(frame[..., ::-1])),
+            ('mono', np.ascontiguousarray(frame[..., :1])),
+            ('bgr', np.dstack([frame, frame[..., :1]])),  # bgra
+            ('rgb', np.dstack([frame[..., ::-1], frame[..., :1]])),  # rgba
+            ('mono', frame[..., 1:2]),  # a strided view
+            ('bgr', frame[::2, ::2])]  # rows and columns skipped: not contiguous
+
+
+@pytest.mark.parametrize('size', [(480, 640), (224, 224), (37, 301)])
+def test_frame_input_is_bit_identical_to_preprocess_frame(thumbs_images, size):
+    """Resizing the frame as it lies (channels last) and reordering the channels of the small
+    result gives the very values of the trainer's order (reorder the whole frame, then
+    resize): the classifier sees what the model was trained on."""
+    frame_input = FrameInput(SPEC)
+    for path in thumbs_images['thumbs_up'][:3] + thumbs_images['thumbs_down'][:3]:
+        frame = cv2.resize(cv2.imread(str(path)), size[::-1])
+        for order, px in _orders(frame):
+            expected = preprocess_frame(px, order, SPEC)
+            got = frame_input(px, order)
+            assert got.shape == (1, 3, 224, 224) and got.dtype == torch.float32
+            assert torch.equal(got, expected), (order, px.shape)
+
+
+def test_frame_input_reuses_its_buffer_and_checks_input():
+    frame_input = FrameInput(SPEC)
+    first = frame_input(_frame(48, 64), 'bgr')
+    ptr = first.data_ptr()
+    second = frame_input(_frame(48, 64, seed=1), 'rgb')
+    assert second.data_ptr() == ptr  # the same memory, new values
+    assert torch.equal(second, preprocess_frame(_frame(48, 64, seed=1), 'rgb', SPEC))
+    with pytest.raises(ValueError, match='uint8'):
+        frame_input(_frame().astype(np.float32), 'rgb')
+    with pytest.raises(ValueError, match='order'):
+        frame_input(_frame(), 'yuv')
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU (none here)')
+def test_frame_input_on_cuda_matches_the_cpu(thumbs_images):
+    """Pinned upload, resize and normalisation on the GPU: the same input within float
+    rounding of the GPU's resize (uint8 results may differ by one level)."""
+    gpu, cpu = FrameInput(SPEC, 'cuda'), FrameInput(SPEC)
+    frame = cv2.resize(cv2.imread(str(thumbs_images['thumbs_up'][0])), (640, 480))
+    for order, px in _orders(frame):
+        a, b = gpu(px, order).cpu(), cpu(px, order)
+        assert (a - b).abs().max() <= 1.01 / 255 / min(IMAGENET_STD)

@@ -3,6 +3,7 @@ samples and models, and a model writer killed with SIGKILL in the middle of a sa
 from __future__ import annotations
 
 import errno
+import os
 import signal
 import subprocess
 import sys
@@ -14,10 +15,10 @@ import cv2
 import numpy as np
 import pytest
 
-from gesture_classifier.dataset import list_images, save_sample
-from gesture_classifier.fsutil import atomic_write
-from gesture_classifier.model import ModelFile, create_model, load_model, save_model
-from gesture_classifier.tasks import Task
+from gesture_classifier.core.dataset import list_images, save_sample
+from gesture_classifier.core.fsutil import atomic_write
+from gesture_classifier.core.model import ModelFile, create_model, load_model, save_model
+from gesture_classifier.core.tasks import Task
 
 CLASSES = ('thumbs_up', 'thumbs_down')
 
@@ -83,39 +84,66 @@ def test_model_save_on_a_full_disk_keeps_the_previous_model(small_fs):
     assert sorted(p.name for p in path.parent.iterdir()) == ['resnet18.pt']
 
 
-WRITER = textwrap.dedent('''
-    import sys
-    from gesture_classifier.model import ModelFile, create_model, save_model
+SPAWNER = textwrap.dedent('''
+    import os, sys
+    import torch
+    torch.set_num_threads(1)
+    from gesture_classifier.core.model import ModelFile, create_model, save_model
     path = sys.argv[1]
-    i = 0
-    while True:
-        save_model(ModelFile(create_model(2), ('thumbs_up', 'thumbs_down'), task='thumbs',
-                             model_id=f'm{i}'), path)
-        print(f'm{i}', flush=True)
-        i += 1
+    for line in sys.stdin:  # a round: fork a writer that saves models back to back
+        r = int(line)
+        pid = os.fork()
+        if pid == 0:
+            i = 0
+            while True:
+                save_model(ModelFile(create_model(2), ('thumbs_up', 'thumbs_down'),
+                                     task='thumbs', model_id=f'r{r}m{i}'), path)
+                print(f'saved r{r}m{i}', flush=True)
+                i += 1
+        print(f'pid {pid}', flush=True)
+        os.waitpid(pid, 0)  # until the test kills it
+        print(f'done {r}', flush=True)
 ''')
 
 
 def test_a_writer_killed_mid_save_leaves_a_complete_model(tmp_path):
-    """SIGKILL a process that saves models back to back, at several moments: the model file
-    is always a complete, loadable one (the newest finished save), and the
-    next save cleans up the killed writer's temporary file."""
+    """SIGKILL a process that saves models back to back while it writes: the model file is
+    always a complete, loadable one (the newest finished save), and the next save cleans up
+    the killed writer's temporary file. (The writers are forked from one process that
+    imported torch once.)"""
     path = tmp_path / 'models' / 'resnet18.pt'
     rounds, kills_mid_write = 4, 0
-    for r in range(rounds):
-        proc = subprocess.Popen([sys.executable, '-c', WRITER, str(path)],
-                                stdout=subprocess.PIPE, text=True)
-        finished = [proc.stdout.readline().strip()]  # one complete save, at least
-        time.sleep(0.15 + 0.1 * r)
-        proc.send_signal(signal.SIGKILL)
-        out, _ = proc.communicate()
-        finished += out.split()
-        leftovers = list(path.parent.glob('.resnet18.pt.*.tmp'))
-        kills_mid_write += bool(leftovers)
-        loaded = int(load_model(path).model_id[1:])
-        last = int(finished[-1][1:])
-        # the last save it reported, or one that completed its rename just before the kill
-        assert last <= loaded <= last + 1, (loaded, last)
+    spawner = subprocess.Popen([sys.executable, '-c', SPAWNER, str(path)], text=True,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        for r in range(rounds):
+            spawner.stdin.write(f'{r}\n')
+            spawner.stdin.flush()
+            lines = [spawner.stdout.readline().strip() for _ in range(2)]  # pid, first save
+            pid = int(next(x for x in lines if x.startswith('pid '))[4:])
+            finished = [x for x in lines if x.startswith('saved ')]
+            while not finished:
+                line = spawner.stdout.readline().strip()
+                if line.startswith('saved '):
+                    finished.append(line)
+            deadline = time.monotonic() + 60  # kill it while it writes the next save
+            while not list(path.parent.glob('.resnet18.pt.*.tmp')):
+                assert time.monotonic() < deadline, 'no save started'
+                time.sleep(0.002)
+            os.kill(pid, signal.SIGKILL)
+            while (line := spawner.stdout.readline().strip()) != f'done {r}':
+                assert line, 'the spawner ended'
+                finished.append(line)
+            leftovers = list(path.parent.glob('.resnet18.pt.*.tmp'))
+            kills_mid_write += bool(leftovers)
+            loaded = int(load_model(path).model_id.split('m')[1])
+            last = int(finished[-1].split('m')[1])
+            # the last save it reported, or one that completed its rename just before the kill
+            assert last <= loaded <= last + 1, (loaded, last)
+    finally:
+        spawner.kill()
+        spawner.communicate()
     print(f'{rounds} kills, {kills_mid_write} of them in the middle of a write')
+    assert kills_mid_write >= 1, 'no kill hit a save in progress'
     save_model(ModelFile(create_model(2), CLASSES, task='thumbs'), path)
     assert not list(path.parent.glob('.resnet18.pt.*.tmp'))

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from gesture_classifier.evaluation import (TRAINING, VALIDATION, Figures, confusion_matrix,
+from gesture_classifier.core.evaluation import (TRAINING, VALIDATION, Figures, confusion_matrix,
                                            cross_entropy, figures, format_confusion,
                                            precision_recall)
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 from torchvision import models
 
-from gesture_classifier import model as model_mod
-from gesture_classifier.model import (FORMAT, IMAGENET_WEIGHTS_FILE, ModelFile, ModelFileError,
+from gesture_classifier.core import model as model_mod
+from gesture_classifier.core.model import (FORMAT, IMAGENET_WEIGHTS_FILE, ModelFile, ModelFileError,
                                       create_model, load_initial_weights, load_model,
                                       save_model)
-from gesture_classifier.preprocess import PreprocessSpec
+from gesture_classifier.core.preprocess import PreprocessSpec
 
 CLASSES = ('thumbs_up', 'thumbs_down')
 
@@ -270,6 +270,11 @@ def no_network(monkeypatch):
         monkeypatch.setenv(var, 'http://127.0.0.1:9')
     for var in ('no_proxy', 'NO_PROXY'):
         monkeypatch.delenv(var, raising=False)
+    # urllib builds its global opener, with the proxies of the moment, on first use: the one
+    # made under these proxies must not outlive the test (a later test's urlopen would be
+    # sent to 127.0.0.1:9)
+    import urllib.request
+    monkeypatch.setattr(urllib.request, '_opener', None)
 
 
 def test_torch_hub_dir_follows_torch_home_at_call_time(tmp_path, monkeypatch):

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from gesture_classifier import datasync
-from gesture_classifier.datasync import (DatasetSyncError, DigestCache, Listing, SampleData,
+from gesture_classifier.core import datasync
+from gesture_classifier.core.datasync import (DatasetSyncError, DigestCache, Listing, SampleData,
                                          SyncCancelled, check_sample_name, list_samples,
                                          listing_digest, read_samples, sync_dataset)
-from gesture_classifier.tasks import Task
+from gesture_classifier.core.tasks import Task
 
 CLASSES = ('thumbs_up', 'thumbs_down')
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gesture_classifier.tasks import (LABEL_PATTERN, PRESETS, InvalidNameError, Task,
+from gesture_classifier.core.tasks import (LABEL_PATTERN, PRESETS, InvalidNameError, Task,
                                       validate_name)
 
 

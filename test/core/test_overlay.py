@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from gesture_classifier.overlay import draw_overlay
+from gesture_classifier.core.overlay import draw_overlay
 
 NAMES = ('thumbs_up', 'thumbs_down')
 

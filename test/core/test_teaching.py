@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from gesture_classifier.dataset import load_images, sample_name, split_indices
-from gesture_classifier.evaluation import Figures
-from gesture_classifier.model import create_model, load_model
-from gesture_classifier.preprocess import PreprocessSpec
-from gesture_classifier.tasks import Task
-from gesture_classifier.training import RECIPES, TrainConfig, fit, train_task, validate
+from gesture_classifier.core.dataset import load_images, sample_name, split_indices
+from gesture_classifier.core.evaluation import Figures
+from gesture_classifier.core.model import create_model, load_model
+from gesture_classifier.core.preprocess import PreprocessSpec
+from gesture_classifier.core.tasks import Task
+from gesture_classifier.core.training import RECIPES, TrainConfig, fit, train_task, validate
 
 SMALL = PreprocessSpec(input_size=64)
 DLI = RECIPES['dli']

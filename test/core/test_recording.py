@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from gesture_classifier.recording import Recording
+from gesture_classifier.core.recording import Recording
 
 
 def _rec(**kw):
@@ -71,3 +71,16 @@ def test_first_reason_stays_and_bad_values():
         _rec(max_count=0)
     with pytest.raises(ValueError):
         _rec(min_gap=float('nan'))
+
+
+def test_never_the_same_content_twice_even_under_new_stamps():
+    # a looping folder source republishes its 3 photos with new stamps: each is saved once
+    rec = _rec(max_count=20, min_gap=0.0)
+    saved = []
+    for i in range(12):
+        stamp, now, digest = 1000 + i, 100.0 + i / 15, f'photo{i % 3}'
+        if rec.wants(stamp, now, digest):
+            rec.saved(Path(f'/d/{stamp}.jpg'), stamp, now, digest)
+            saved.append(digest)
+    assert saved == ['photo0', 'photo1', 'photo2']
+    assert rec.running

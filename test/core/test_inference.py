@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from gesture_classifier.inference import Predictor
-from gesture_classifier.model import ModelFile, ModelFileError, create_model, save_model
+from gesture_classifier.core.inference import Predictor
+from gesture_classifier.core.model import ModelFile, ModelFileError, create_model, save_model
 
 CLASSES = ('thumbs_up', 'thumbs_down')
 
@@ -73,7 +73,7 @@ def test_predict_is_repeatable(predictor, bgr):
 
 
 def test_predict_agrees_with_the_network(predictor, bgr):
-    from gesture_classifier.preprocess import preprocess_frame
+    from gesture_classifier.core.preprocess import preprocess_frame
     with torch.no_grad():
         mf = predictor.model_file
         logits = mf.model(preprocess_frame(bgr, 'bgr', mf.spec))[0]

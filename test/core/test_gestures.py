@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gesture_classifier.gestures import CHANGE, HOLD, NONE, DebounceConfig, Debouncer
+from gesture_classifier.core.gestures import CHANGE, HOLD, NONE, DebounceConfig, Debouncer
 
 NAMES = ('thumbs_up', 'thumbs_down')
 UP, DOWN, UNSURE = [0.9, 0.1], [0.1, 0.9], [0.5, 0.5]

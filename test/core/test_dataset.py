@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from gesture_classifier.dataset import (DatasetError, count_images, list_images, load_images,
+from gesture_classifier.core.dataset import (DatasetError, count_images, list_images, load_images,
                                         save_sample, split_indices)
-from gesture_classifier.preprocess import PreprocessSpec
-from gesture_classifier.tasks import InvalidNameError, Task
+from gesture_classifier.core.preprocess import PreprocessSpec
+from gesture_classifier.core.tasks import InvalidNameError, Task
 
 SPEC = PreprocessSpec()
 

@@ -2,14 +2,15 @@
 and files (real ResNet-18 model files)."""
 from __future__ import annotations
 
+import hashlib
 import os
 
 import pytest
 import torch
 
-from gesture_classifier.model import ModelFile, ModelFileError, create_model, save_model
-from gesture_classifier.tasks import Task
-from gesture_classifier.versions import (ModelStore, VersionError, read_metadata,
+from gesture_classifier.core.model import ModelFile, ModelFileError, create_model, save_model
+from gesture_classifier.core.tasks import Task
+from gesture_classifier.core.versions import (ModelStore, VersionError, read_metadata,
                                          resolve_transfer_path)
 
 
@@ -158,3 +159,51 @@ def test_transfer_paths(tmp_path):
             resolve_transfer_path(root, bad, must_exist=True)
     with pytest.raises(VersionError, match='does not exist'):
         resolve_transfer_path(root, 'nosuchdir/new.pt', must_exist=False)
+
+
+def _upload(versions, upload_id: str, data: bytes, select: bool, digest: str = ''):
+    """put_chunk over every chunk (4 MiB) of ``data``; the answers."""
+    from gesture_classifier.core.transfer import CHUNK_BYTES
+    digest = digest or hashlib.sha256(data).hexdigest()
+    answers = []
+    for offset in range(0, len(data), CHUNK_BYTES):
+        answers.append(versions.put_chunk(upload_id, len(data), digest, offset,
+                                          data[offset:offset + CHUNK_BYTES], select))
+        if not answers[-1].success:
+            break
+    return answers
+
+
+@pytest.mark.filterwarnings('ignore:Detected pickle protocol:UserWarning')
+def test_an_uploaded_model_is_checked_imported_and_made_current(task, tmp_path):
+    """put_model's core (Versions.put_chunk): a real ResNet-18 file in 4 MiB chunks becomes
+    the current version; a file that is not a model, a malicious pickle and a hash that does
+    not match are refused with the reason and leave nothing behind."""
+    from gesture_classifier.core.trainer import Versions
+    versions = Versions(task, keep=5, transfer_dir=None)
+    data = save_model(_mf(3, '2026-01-05T00:00:00+00:00'), tmp_path / 'good.pt').read_bytes()
+    answers = _upload(versions, 'up-1', data, True)
+    assert len(answers) > 1 and all(a.success for a in answers), answers
+    assert [a.received for a in answers[:-1]] == [min(len(data), 4 * 2**20 * (i + 1))
+                                                  for i in range(len(answers) - 1)]
+    last = answers[-1]
+    assert last.current and last.model_id and last.received == len(data), last
+    assert versions.store.current_id() == last.model_id
+    assert read_metadata(versions.store.path_of(last.model_id))['task'] == 'thumbs'
+    uploads = versions.store.folder / '.uploads'
+    assert list(uploads.iterdir()) == []
+
+    marker = tmp_path / 'pwned'
+    payload = torch.load(tmp_path / 'good.pt', weights_only=True)
+    payload['task'] = _Evil(marker)
+    torch.save(payload, tmp_path / 'evil.pt')
+    for name, body, digest, reason in [
+            ('junk', b'garbage' * 100, '', 'not a loadable'),
+            ('evil', (tmp_path / 'evil.pt').read_bytes(), '', ''),
+            ('tampered', data, 'f' * 64, 'does not match')]:
+        answers = _upload(versions, name, body, True, digest)
+        assert not answers[-1].success and reason in answers[-1].message, (name, answers[-1])
+        assert versions.store.current_id() == last.model_id
+        assert list(uploads.iterdir()) == []
+    assert not marker.exists()
+    assert len(versions.store.versions()) == 1

@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from gesture_classifier.samples import (MAX_PATHS, SampleError, delete_samples, list_trash,
+from gesture_classifier.core.samples import (MAX_PATHS, SampleError, delete_samples, list_trash,
                                         newest_samples, prune_trash, resolve_sample,
                                         restore_samples, summarize)
-from gesture_classifier.tasks import Task
+from gesture_classifier.core.tasks import Task
 
 
 @pytest.fixture

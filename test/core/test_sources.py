@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from gesture_classifier.sources import (ImageFolderSource, OpenCVSource, SourceError,
+from gesture_classifier.core.sources import (ImageFolderSource, OpenCVSource, SourceError,
                                         csi_pipeline, open_source)
 
 
@@ -216,3 +216,109 @@ def test_missing_device():
 def test_read_before_open_returns_none(video_file):
     src = open_source(str(video_file))
     assert src.read() is None and not src.finished
+
+
+# -- frame ownership: read() gives a new array, read(out) may fill the caller's buffer --------
+
+def _fresh_frames(video_file, n):
+    src = open_source(str(video_file), loop=True)
+    src.open()
+    try:
+        return [src.read() for _ in range(n)]
+    finally:
+        src.close()
+
+
+def test_video_read_into_reused_buffer_gives_the_same_frames(video_file):
+    """45 frames (the 30-frame clip and the wrap of its loop) read into one reused array are
+    pixel-equal to fresh reads, and after the first frame the array is the one passed in."""
+    expected = _fresh_frames(video_file, 45)
+    src = open_source(str(video_file), loop=True)
+    src.open()
+    try:
+        buffer = src.read()  # the first frame allocates
+        np.testing.assert_array_equal(buffer, expected[0])
+        for want in expected[1:]:
+            frame = src.read(buffer)
+            assert frame is buffer, 'OpenCV (FFmpeg) must fill the buffer passed in'
+            np.testing.assert_array_equal(frame, want)
+    finally:
+        src.close()
+
+
+def test_fresh_reads_are_never_overwritten(video_file):
+    """read() without a buffer promises a new array the caller owns: frames kept while the
+    source goes on (also reading into a buffer of its own) keep their pixels."""
+    expected = _fresh_frames(video_file, 12)
+    src = open_source(str(video_file), loop=True)
+    src.open()
+    try:
+        kept = [src.read() for _ in range(4)]
+        buffer = src.read()
+        for _ in range(4):
+            buffer = src.read(buffer)
+        kept.append(src.read())
+        for frame in kept[:-1]:
+            assert not np.shares_memory(frame, buffer)
+            assert not np.shares_memory(frame, kept[-1])
+        for frame, want in zip(kept[:4], expected[:4]):
+            np.testing.assert_array_equal(frame, want)
+        np.testing.assert_array_equal(kept[-1], expected[9])
+        np.testing.assert_array_equal(buffer, expected[8])
+        for frame in kept:
+            _check_frame(frame)
+            assert frame.flags.c_contiguous
+    finally:
+        src.close()
+
+
+@pytest.mark.parametrize('unfit', [
+    np.zeros((10, 10, 3), np.uint8),                  # another size: a source changed size
+    np.zeros((120, 160, 3), np.float32),              # another dtype
+    np.zeros((120, 160), np.uint8),                   # not BGR
+    np.zeros((120, 320, 3), np.uint8)[:, ::2],        # not contiguous (OpenCV rejects it)
+], ids=['size', 'dtype', 'gray', 'strided'])
+def test_a_buffer_that_does_not_fit_is_left_alone(video_file, unfit):
+    """A buffer of another shape or layout is not written: read returns a new frame (use what
+    read returns) with the right pixels."""
+    expected = _fresh_frames(video_file, 2)
+    before = unfit.copy()
+    src = open_source(str(video_file), loop=False)
+    src.open()
+    try:
+        frame = src.read(unfit)
+        assert frame is not unfit and not np.shares_memory(frame, unfit)
+        np.testing.assert_array_equal(frame, expected[0])
+        np.testing.assert_array_equal(unfit, before)
+        np.testing.assert_array_equal(src.read(frame), expected[1])
+    finally:
+        src.close()
+
+
+def test_video_end_with_a_buffer(video_file):
+    """The end of a non-looping clip read into a buffer: None and finished, as without one."""
+    src = open_source(str(video_file), loop=False)
+    src.open()
+    try:
+        buffer, n = None, 0
+        while (frame := src.read(buffer)) is not None:
+            buffer, n = frame, n + 1
+            assert n <= 30
+        assert n == 30 and src.finished
+    finally:
+        src.close()
+
+
+def test_image_folder_ignores_the_buffer(folder):
+    """Image folders decode every image into a new array: a buffer passed in is never
+    written, and every frame is the caller's."""
+    src = ImageFolderSource(folder, loop=True)
+    src.open()
+    expected = _expected(folder)
+    first = src.read()
+    snapshot = first.copy()
+    for i in range(1, 5):
+        frame = src.read(first)
+        assert frame is not first
+        np.testing.assert_array_equal(frame, expected[i % 3])
+    np.testing.assert_array_equal(first, snapshot)

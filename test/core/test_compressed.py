@@ -2,6 +2,7 @@
 streams, PNG bombs, huge declared sizes, wrong format strings, random bytes."""
 from __future__ import annotations
 
+import array
 import struct
 import zlib
 from types import SimpleNamespace
@@ -12,10 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gesture_classifier import imaging
-from gesture_classifier.imaging import (MAX_COMPRESSED_PIXELS, ImageFormatError,
+from gesture_classifier.core import imaging
+from gesture_classifier.core.imaging import (MAX_COMPRESSED_PIXELS, ImageFormatError,
                                         array_to_compressed_fields, compressed_kind,
-                                        compressed_size, compressed_to_array, message_to_array)
+                                        compressed_size, compressed_to_array, fill_compressed,
+                                        message_to_array)
 
 
 def _msg(data: bytes, fmt: str = 'jpeg'):
@@ -72,6 +74,19 @@ def test_camera_encoding_round_trip(photo):
     decoded = compressed_to_array(SimpleNamespace(**fields)).pixels
     assert decoded.shape == pixels.shape
     assert np.abs(decoded.astype(int) - pixels).mean() < 3  # JPEG at quality 95
+
+
+def test_fill_compressed_replaces_the_messages_data_with_the_same_jpeg(photo):
+    _, pixels = photo
+    msg = SimpleNamespace(format='', data=array.array('B', b'old bytes'))
+    data = msg.data
+    assert fill_compressed(msg, pixels, quality=95) is msg
+    assert msg.data is data, 'filled in place, not replaced (no copy by a setter)'
+    assert msg.format == 'bgr8; jpeg compressed bgr8'
+    assert msg.data.tobytes() == array_to_compressed_fields(pixels, quality=95)['data'].tobytes()
+    np.testing.assert_array_equal(compressed_to_array(msg).pixels,
+                                  compressed_to_array(SimpleNamespace(
+                                      **array_to_compressed_fields(pixels, 95))).pixels)
 
 
 @pytest.mark.parametrize('cut', [0.3, 0.9, 0.999])
