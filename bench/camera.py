@@ -2,7 +2,7 @@
 conversion, at 640x480 and 1280x720, 30 FPS.
 
 There is no camera here: the source is an mp4 made of real webcam photos at exactly the
-requested size (``Workspace.video``), read through the same ``gesture_classifier.sources``
+requested size (``Workspace.video``), read through the same ``gesture_classifier.core.sources``
 code a V4L2 device uses.
 
 Node: one camera process (bringup.NodeGroup). First its idle cost: the source is a path that
@@ -22,9 +22,12 @@ through the parameter service and, after 1 s, for the window:
   i.e. what those consumers can get.
 
 Reference ("bare"): in a fresh Python process (see :func:`measure_bare` for why), with no node
-running, ``open_source(...).read()`` plus the node's own conversion to a ``sensor_msgs/Image``
-(``nodes.camera.frame_to_image``), back to back: process CPU time (user + system, all threads
-incl. FFmpeg's) / frames (ms). Minor page faults per frame are recorded on both sides.
+running, ``open_source(...).read(out)`` into the previous frame's array, as the node reads, plus
+the node's own conversion to a ``sensor_msgs/Image`` (``nodes.camera.frame_to_image``), back to
+back: process CPU time (user + system, all threads incl. FFmpeg's) / frames (ms). Minor page
+faults per frame are recorded on both sides. The same loop with a new array per frame
+(``read()``, the node's capture before issue 22 item 6) is measured beside it ("bare, fresh
+arrays"): the saving of the reused buffer without the node's noise.
 
 Targets: >= 29.5 frames/s at 640x480; node CPU per frame <= bare + 2 ms.
 """
@@ -39,9 +42,9 @@ import time
 import numpy as np
 from rclpy.clock import Clock, ClockType
 
-from gesture_classifier.client import GestureClient
-from gesture_classifier.nodes.camera import frame_to_image
-from gesture_classifier.sources import open_source
+from gesture_classifier.ros.client import GestureClient
+from gesture_classifier.nodes.camera import fit_frame, frame_to_image
+from gesture_classifier.core.sources import open_source
 
 from .common import (FRAME_RATE, RELIABLE_QOS, REPO, BenchError, ImageRecorder, SectionResult,
                      Settings, Workspace, cpu_seconds, log, node_graph, node_parameter,
@@ -57,9 +60,11 @@ MAX_OVERHEAD_MS = 2.0
 FRAME_ID = 'camera_optical_frame'
 
 
-def bare_loop(video, width: int, height: int, seconds: float) -> dict:
+def bare_loop(video, width: int, height: int, seconds: float, reuse: bool = True) -> dict:
     """Capture + conversion of ``video`` in this process for ``seconds`` s (after 10 warm-up
-    frames); the stamp comes from a ROS clock as in the node.
+    frames); the stamp comes from a ROS clock as in the node. With ``reuse``, each frame is read
+    into the previous one's array and resized into the previous resized array, as the node
+    does; without it, every frame is a new array.
 
     Returns:
         dict with ``frames``, ``cpu_ms_per_frame`` (process CPU time, all threads incl.
@@ -69,15 +74,27 @@ def bare_loop(video, width: int, height: int, seconds: float) -> dict:
     source = open_source(str(video), width, height, FRAME_RATE, loop=True)
     source.open()
     clock = Clock(clock_type=ClockType.ROS_TIME)
+    frame = resized = None
+
+    def one_frame():
+        nonlocal frame, resized
+        frame = source.read(frame if reuse else None)
+        if reuse:
+            fitted = fit_frame(frame, width, height, resized)
+            if fitted is not frame:
+                resized = fitted
+        else:
+            fitted = fit_frame(frame, width, height)
+        frame_to_image(fitted, clock.now().to_msg(), 0, 0, FRAME_ID)
+
     try:
         for _ in range(10):
-            frame_to_image(source.read(), clock.now().to_msg(), width, height, FRAME_ID)
+            one_frame()
         times = []
         usage0, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
         while time.perf_counter() - start < seconds:
             t = time.perf_counter()
-            frame = source.read()
-            frame_to_image(frame, clock.now().to_msg(), width, height, FRAME_ID)
+            one_frame()
             times.append((time.perf_counter() - t) * 1e3)
         usage1 = resource.getrusage(resource.RUSAGE_SELF)
     finally:
@@ -91,14 +108,15 @@ def bare_loop(video, width: int, height: int, seconds: float) -> dict:
             'wall_ms_per_frame': summarize(times)}
 
 
-def measure_bare(video, width: int, height: int, seconds: float) -> dict:
+def measure_bare(video, width: int, height: int, seconds: float, reuse: bool = True) -> dict:
     """:func:`bare_loop` in a fresh Python process, as the node's is: how much a frame costs
     depends on the process's allocation history (measured here: in a fresh process every
     1280x720 frame took ~2000 minor page faults and ~4 ms of system time for its large
     buffers; in the bench process after training, 1 fault and 0.1 ms), so a loop in the long-
     lived bench process would not be comparable."""
     out = subprocess.run([sys.executable, '-m', 'bench.camera', str(video), str(width),
-                          str(height), str(seconds)], cwd=REPO, capture_output=True,
+                          str(height), str(seconds), 'reuse' if reuse else 'fresh'],
+                         cwd=REPO, capture_output=True,
                          text=True)
     if out.returncode:
         raise BenchError(f'bare camera loop failed: {out.stderr[-2000:]}')
@@ -184,11 +202,13 @@ def measure_node(ws: Workspace, videos: dict, cfg: Settings) -> dict:
 def run(ws: Workspace, cfg: Settings) -> SectionResult:
     """Bare loops first (no node running), then one camera node for every size."""
     videos = {size: ws.video(*size) for size in SIZES}
-    bare = {}
+    bare, fresh = {}, {}
     for (width, height), video in videos.items():
-        log(f'camera: bare capture + conversion {width}x{height}, '
-            f'{cfg.camera_window_s / 2:g} s')
+        log(f'camera: bare capture + conversion {width}x{height}, reused and fresh arrays, '
+            f'{cfg.camera_window_s / 2:g} s each')
         bare[f'{width}x{height}'] = measure_bare(video, width, height, cfg.camera_window_s / 2)
+        fresh[f'{width}x{height}'] = measure_bare(video, width, height, cfg.camera_window_s / 2,
+                                                  reuse=False)
     log(f'camera: node, idle {cfg.camera_idle_s:g} s then {cfg.camera_window_s:g} s per size')
     node = measure_node(ws, videos, cfg)
     idle = node['idle_cpu_ms_per_s']
@@ -219,6 +239,14 @@ def run(ws: Workspace, cfg: Settings) -> SectionResult:
                      'process CPU time / frames'),
             Row(SECTION, f'{key} minor page faults per frame', 'faults',
                 n['minor_faults_per_frame'], b['minor_faults_per_frame'], 'bare', 'diff'),
+            Row(SECTION, f'{key} bare CPU per frame, fresh arrays', 'ms',
+                fresh[key]['cpu_ms_per_frame'], b['cpu_ms_per_frame'], 'bare (reused arrays)',
+                'diff', note='the bare loop with a new array per read and resize (the node '
+                             'before issue 22 item 6) against the same loop reading and '
+                             'resizing into the previous arrays'),
+            Row(SECTION, f'{key} bare page faults per frame, fresh arrays', 'faults',
+                fresh[key]['minor_faults_per_frame'], b['minor_faults_per_frame'],
+                'bare (reused arrays)', 'diff'),
         ]
     rows.append(Row(SECTION, 'idle CPU (no frames)', 'ms/s', idle,
                     note=f'the camera process with nothing to capture (rclpy executor idle) used '
@@ -226,9 +254,9 @@ def run(ws: Workspace, cfg: Settings) -> SectionResult:
                          f'{10 / cfg.camera_idle_s:.1f} ms/s: 10 ms ticks), i.e. '
                          f'{idle / FRAME_RATE:.2f} ms per frame at {FRAME_RATE:g} FPS; included '
                          'in the CPU per frame above'))
-    return SectionResult(rows, {'node': node, 'bare': bare})
+    return SectionResult(rows, {'node': node, 'bare': bare, 'bare_fresh': fresh})
 
 
 if __name__ == '__main__':  # the bare loop's own process (see measure_bare)
     print(json.dumps(bare_loop(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]),
-                               float(sys.argv[4]))))
+                               float(sys.argv[4]), reuse=sys.argv[5:] != ['fresh'])))

@@ -17,7 +17,7 @@ back to back, with no node running: per-frame time (ms) and throughput (1/s).
 Targets: node throughput >= 0.9 x min(bare FPS, 30 offered); node latency p50 <= bare p50 +
 5 ms; max frame age <= bare p50 + 33.3 ms (one inference period plus one frame period).
 
-Backends: every backend of ``gesture_classifier.backends.available_backends()`` is measured
+Backends: every backend of ``gesture_classifier.core.backends.available_backends()`` is measured
 in turn, its bare loop first (no node
 running), then the node; a backend comparison of the bare loops closes the section.
 """
@@ -26,9 +26,9 @@ from __future__ import annotations
 import gc
 import time
 
-from gesture_classifier.backends import available_backends
-from gesture_classifier.client import GestureClient
-from gesture_classifier.inference import Predictor
+from gesture_classifier.core.backends import available_backends
+from gesture_classifier.ros.client import GestureClient
+from gesture_classifier.core.inference import Predictor
 
 from .common import (CLASSES, FRAME_RATE, FRAME_SIZE, FramePublisher,
                      PredictionRecorder, SectionResult, Settings, Workspace, cpu_seconds, log,

@@ -31,11 +31,11 @@ from rcl_interfaces.srv import GetParameters
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from gesture_classifier.bringup import NodeGroup, default_params_file
-from gesture_classifier.client import wait_future
-from gesture_classifier.dataset import list_images
-from gesture_classifier.imaging import array_to_image_fields
-from gesture_classifier.nodes.common import IMAGE_PUB_QOS, IMAGE_SUB_QOS
+from gesture_classifier.tools.bringup import NodeGroup, default_params_file
+from gesture_classifier.ros.client import wait_future
+from gesture_classifier.core.dataset import list_images
+from gesture_classifier.core.imaging import array_to_image_fields
+from gesture_classifier.ros.topics import IMAGE_PUB_QOS, IMAGE_SUB_QOS
 
 from .report import Row
 
@@ -81,7 +81,8 @@ class Settings:
         bare_window_s: time the in-process reference loops run for (after warm-up).
         camera_idle_s: window of the camera node's idle measurement.
         camera_window_s: measurement window of the camera node, per resolution.
-        collect_calls: collect service calls timed.
+        collect_calls: collect service calls timed (per dataset size too).
+        collect_sizes: dataset sizes the collect section measures against (--collect-sizes).
         trainer_epochs: epochs timed, after one warm-up epoch (each side).
         startup_runs: classifier start-ups timed (and as many bare processes).
     """
@@ -94,16 +95,17 @@ class Settings:
     camera_idle_s: float = 3.0
     camera_window_s: float = 10.0
     collect_calls: int = 60
+    collect_sizes: tuple[int, ...] = (100, 1000, 10000)
     trainer_epochs: int = 3
     startup_runs: int = 3
 
     @classmethod
-    def create(cls, quick: bool, device: str = 'cpu') -> Settings:
+    def create(cls, quick: bool, device: str = 'cpu', **more) -> Settings:
         if not quick:
-            return cls(quick=False, device=device)
+            return cls(quick=False, device=device, **more)
         return cls(quick=True, device=device, warmup_s=1.0, classifier_window_s=5.0,
                    bare_window_s=2.0, camera_idle_s=2.0, camera_window_s=3.0,
-                   collect_calls=30, trainer_epochs=1, startup_runs=1)
+                   collect_calls=30, trainer_epochs=1, startup_runs=1, **more)
 
 
 @dataclass
@@ -251,10 +253,10 @@ class Workspace:
 
     def model(self) -> Path:
         """The trained model file: the trainer section's, or else one trained here for one
-        epoch with gesture_classifier.training on :meth:`dataset` (same recipe; about 10 s)."""
+        epoch with gesture_classifier.core.training on :meth:`dataset` (same recipe; about 10 s)."""
         if self.model_path is None:
-            from gesture_classifier.tasks import Task
-            from gesture_classifier.training import TrainConfig, train_task
+            from gesture_classifier.core.tasks import Task
+            from gesture_classifier.core.training import TrainConfig, train_task
             log('training a model for the classifier sections (1 epoch, in-process)')
             task = Task.create(TASK, CLASSES, data_dir=self.dataset())
             out = train_task(task, TrainConfig(epochs=1, device=self.settings.device))
@@ -340,15 +342,15 @@ def overrides(data_dir: Path, names, **per_node: dict) -> dict:
 
 @contextlib.contextmanager
 def node_graph(ws: Workspace, names: list[str], data_dir: Path, log_name: str,
-               **per_node: dict):
-    """Start ``names`` as real node processes with the project's parameter file plus
-    :func:`overrides`, their output going to ``ws.log_path(log_name)``; yields a
+               namespace: str = '', **per_node: dict):
+    """Start ``names`` (in ``namespace``) as real node processes with the project's parameter
+    file plus :func:`overrides`, their output going to ``ws.log_path(log_name)``; yields a
     :class:`Graph` and always stops the processes (SIGINT, then SIGKILL after 10 s)."""
     log_path = ws.log_path(log_name)
     with open(log_path, 'w') as out:
         started, started_wall = time.monotonic(), time.time()
-        with NodeGroup(names, default_params_file(), overrides=overrides(data_dir, names,
-                                                                          **per_node),
+        with NodeGroup(names, default_params_file(), namespace=namespace,
+                       overrides=overrides(data_dir, names, **per_node),
                        stdout=out, stderr=out) as group:
             yield Graph(group, log_path, started, started_wall)
 
@@ -562,7 +564,7 @@ def machine_info() -> dict:
 def middleware_info() -> dict:
     """The Fast DDS settings in effect (read after the run: gesture_classifier's client and
     nodes set the profile variables themselves when they are unset, see
-    gesture_classifier.middleware)."""
+    gesture_classifier.ros.middleware)."""
     return {var.lower(): os.environ.get(var) for var in (
         'FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE',
         'FASTDDS_BUILTIN_TRANSPORTS', 'RMW_FASTRTPS_PUBLICATION_MODE')}

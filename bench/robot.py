@@ -19,12 +19,12 @@ import cv2
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
-from gesture_classifier.client import GestureClient
-from gesture_classifier.gestures import Debouncer
-from gesture_classifier.imaging import array_to_compressed_fields, array_to_image_fields
-from gesture_classifier.inference import Predictor
-from gesture_classifier.nodes.common import IMAGE_SUB_QOS
-from gesture_classifier.overlay import draw_overlay
+from gesture_classifier.ros.client import GestureClient
+from gesture_classifier.core.gestures import Debouncer
+from gesture_classifier.core.imaging import array_to_compressed_fields, array_to_image_fields
+from gesture_classifier.core.inference import Predictor
+from gesture_classifier.ros.topics import IMAGE_SUB_QOS
+from gesture_classifier.core.overlay import draw_overlay
 
 from .classifier import measure_node
 from .common import (CLASSES, BenchError, FramePublisher, PredictionRecorder, SectionResult,

@@ -18,7 +18,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import camera, classifier, collect, robot, startup, trainer, web
+from . import camera, classifier, collect, framepath, robot, startup, trainer, web
 from .common import (REPO, SHARED_DATA, Settings, Workspace, loadavg, log, machine_info,
                      machine_load, machine_ticks, middleware_info, node_processes)
 from .report import Row, format_table, write_results
@@ -28,6 +28,7 @@ from .report import Row, format_table, write_results
 SECTIONS = {
     'trainer': trainer.run,
     'classifier': classifier.run,
+    'framepath': framepath.run,
     'camera': camera.run,
     'collect': collect.run,
     'web': web.run,
@@ -35,7 +36,8 @@ SECTIONS = {
     'robot': robot.run,
 }
 #: Order of the sections in the table (the issue's numbering).
-TABLE_ORDER = ('classifier', 'camera', 'collect', 'trainer', 'startup', 'web', 'robot')
+TABLE_ORDER = ('classifier', 'framepath', 'camera', 'collect', 'trainer', 'startup', 'web',
+               'robot')
 RESULTS = REPO / 'bench' / 'results'
 
 
@@ -49,7 +51,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='torch device of the nodes and the reference loops (default cpu)')
     parser.add_argument('--keep-workdir', action='store_true',
                         help='keep the temporary folder (node logs, generated videos)')
-    return parser.parse_args(argv)
+    parser.add_argument('--collect-sizes', default='100,1000,10000', metavar='N,N,...',
+                        help='dataset sizes the collect section measures against (default '
+                        '100,1000,10000; empty: none)')
+    args = parser.parse_args(argv)
+    try:
+        args.collect_sizes = tuple(int(n) for n in args.collect_sizes.split(',') if n.strip())
+    except ValueError:
+        parser.error(f'--collect-sizes takes sizes like 100,1000, not {args.collect_sizes!r}')
+    return args
 
 
 def run_sections(names: list[str], ws: Workspace, settings: Settings) -> dict:
@@ -87,7 +97,7 @@ def main(argv=None) -> int:
     if not SHARED_DATA.is_dir():
         print(f'bench: the shared data set {SHARED_DATA} is missing', file=sys.stderr)
         return 2
-    settings = Settings.create(args.quick, args.device)
+    settings = Settings.create(args.quick, args.device, collect_sizes=args.collect_sizes)
     names = [n for n in SECTIONS if not args.only or n in args.only]
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.monotonic()

@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from gesture_classifier.client import GestureClient
+from gesture_classifier.ros.client import GestureClient
 
 from .common import (FramePublisher, PredictionRecorder, SectionResult, Settings, Workspace,
                      log, node_graph, summarize, wait_until)
@@ -27,7 +27,7 @@ from .report import Row
 
 SECTION = 'startup'
 BARE = ('import sys, numpy, torch\n'
-        'from gesture_classifier.inference import Predictor\n'
+        'from gesture_classifier.core.inference import Predictor\n'
         'p = Predictor.from_file(sys.argv[1], sys.argv[2])\n'
         'p.predict(numpy.load(sys.argv[3]), "rgb")\n')
 

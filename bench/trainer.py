@@ -36,10 +36,10 @@ from torchvision import models
 from torchvision.transforms import v2 as T
 from torchvision.transforms.v2 import functional as TF
 
-from gesture_classifier.client import GestureClient, TrainStatus
-from gesture_classifier.dataset import list_images
-from gesture_classifier.preprocess import IMAGENET_MEAN, IMAGENET_STD
-from gesture_classifier.training import DLI, TrainConfig
+from gesture_classifier.ros.client import GestureClient, TrainStatus
+from gesture_classifier.core.dataset import list_images
+from gesture_classifier.core.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from gesture_classifier.core.training import DLI, TrainConfig
 
 from .common import (CLASSES, TASK, BenchError, SectionResult, Settings, Workspace,
                      cpu_seconds, log, node_graph, summarize)

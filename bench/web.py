@@ -19,17 +19,37 @@ Reference: the page-closed window (throughput ratio); the camera's 30 FPS (frame
 
 Targets (issue 10): frames delivered >= 25/s; classifier throughput with the page open >=
 0.9x without it; prediction shown p50 <= 100 ms after publication.
+
+Then, in the same graph (issue 19):
+
+3. ten viewers: 10 MJPEG clients and 10 WebSocket state clients (plain HTTP clients in this
+   process, each reading everything it gets, as ten pages would) for one window: frames per
+   viewer per second (the lowest and the median of the ten), state messages per page per
+   second, the web node's CPU (% of a core) and the classifier's throughput against the
+   page-closed window;
+4. slow clients: 20 video clients that stop reading at once (receive buffer 4 KiB, never read)
+   and 50 connections that trickle their headers one byte a second: how many of them the
+   node still holds after write_timeout / header_timeout (+ margin), its memory (RSS) before,
+   with them and after, and whether a fresh viewer gets the video meanwhile.
+
+Targets (issue 19): >= 10 frames/s for each of the 10 viewers; nothing held after the
+timeouts.
 """
 from __future__ import annotations
 
+import asyncio
+import http.client
 import json
 import os
 import re
+import socket
+import statistics
+import threading
 import time
 import urllib.request
 from pathlib import Path
 
-from gesture_classifier.client import GestureClient
+from gesture_classifier.ros.client import GestureClient
 
 from .common import (PredictionRecorder, SectionResult, Settings, Workspace, cpu_seconds, log,
                      node_graph, summarize, wait_until)
@@ -42,6 +62,9 @@ FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-
 MIN_FRAMES_PER_S = 25.0
 MIN_THROUGHPUT_RATIO = 0.9
 MAX_SHOWN_P50_MS = 100.0
+VIEWERS = 10
+MIN_VIEWER_FPS = 10.0
+STALLED, TRICKLING = 20, 50
 _URL = re.compile(r'\[web\]: serving the page on http://127\.0\.0\.1:(\d+)/')
 
 
@@ -116,6 +139,148 @@ def _shown_latencies(shown: list[dict], preds: PredictionRecorder, since_ns: int
     return out
 
 
+def _rss_kib(pid: int) -> int:
+    for line in Path(f'/proc/{pid}/status').read_text().splitlines():
+        if line.startswith('VmRSS:'):
+            return int(line.split()[1])
+    return 0
+
+
+def _count_frames(port: int, stop: threading.Event, counts: list, i: int) -> None:
+    """One MJPEG viewer: reads every part until ``stop``; counts[i] = parts read."""
+    conn = http.client.HTTPConnection('127.0.0.1', port, timeout=30)
+    try:
+        conn.request('GET', '/stream')
+        r = conn.getresponse()
+        if r.status != 200:
+            counts[i] = -r.status
+            return
+        while not stop.is_set():
+            line = r.fp.readline()
+            if not line:
+                return
+            if line.startswith(b'Content-Length:'):
+                r.fp.readline()
+                r.fp.read(int(line.split(b':')[1]))
+                counts[i] += 1
+    finally:
+        conn.close()
+
+
+def _state_pages(port: int, n: int, stop: threading.Event, counts: list) -> None:
+    """``n`` WebSocket state clients (aiohttp), each counting the messages it gets."""
+    import aiohttp
+
+    async def page(session, i):
+        async with session.ws_connect(f'http://127.0.0.1:{port}/ws') as ws:
+            while not stop.is_set():
+                try:
+                    msg = await ws.receive(timeout=0.5)
+                except asyncio.TimeoutError:
+                    continue
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    return
+                counts[i] += 1
+
+    async def main():
+        async with aiohttp.ClientSession() as session:
+            await asyncio.gather(*(page(session, i) for i in range(n)),
+                                 return_exceptions=True)
+
+    asyncio.run(main())
+
+
+def _viewers_window(graph, preds: PredictionRecorder, port: int, seconds: float) -> dict:
+    """Ten video viewers and ten state pages for ``seconds``."""
+    pid, stop = graph.pid('web'), threading.Event()
+    frames, states = [0] * VIEWERS, [0] * VIEWERS
+    threads = [threading.Thread(target=_count_frames, args=(port, stop, frames, i))
+               for i in range(VIEWERS)]
+    threads.append(threading.Thread(target=_state_pages, args=(port, VIEWERS, stop, states)))
+    for t in threads:
+        t.start()
+    try:
+        wait_until(lambda: all(f > 0 for f in frames), 60, 'ten viewers', graph, poll=0.1)
+        graph.sleep(2.0)
+        f0, s0, c0, n0, t0 = (list(frames), list(states), cpu_seconds(pid),
+                              len(preds.records), time.monotonic())
+        graph.sleep(seconds)
+        f1, s1, c1, n1, t1 = (list(frames), list(states), cpu_seconds(pid),
+                              len(preds.records), time.monotonic())
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    dt = t1 - t0
+    fps = [(b - a) / dt for a, b in zip(f0, f1)]
+    sps = [(b - a) / dt for a, b in zip(s0, s1)]
+    return {'seconds': dt, 'viewer_fps': fps, 'state_per_s': sps,
+            'web_cpu_pct': 100.0 * (c1 - c0) / dt, 'classifier_fps': (n1 - n0) / dt}
+
+
+def _slow_clients(graph, port: int) -> dict:
+    """Stalled viewers and trickling headers: what the node holds and its memory."""
+    pid = graph.pid('web')
+    state = _state(port)
+    rss0 = _rss_kib(pid)
+    stalled = []
+    for _ in range(STALLED):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(('127.0.0.1', port))
+        s.sendall(b'GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
+        stalled.append(s)
+    trickling = []
+    for _ in range(TRICKLING):
+        s = socket.create_connection(('127.0.0.1', port))
+        s.sendall(b'GET /api/state HTTP/1.1\r\nHost: 127.0.0.1\r\n')
+        s.setblocking(False)
+        trickling.append(s)
+    viewers_with = 0
+    def trickle(seconds: float) -> None:
+        """One more header byte per connection each second, for ``seconds``."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            for s in trickling:
+                try:
+                    s.send(b'X')
+                except OSError:
+                    pass
+            graph.sleep(1.0)
+
+    try:
+        trickle(3.0)
+        rss_with = _rss_kib(pid)
+        viewers_with = _state(port)['video']['viewers']
+        # past write_timeout (5 s) and header_timeout (10 s), with margin, still trickling
+        trickle(15.0)
+        after = _state(port)
+        closed = 0
+        for s in trickling:
+            try:
+                closed += s.recv(1) == b''
+            except BlockingIOError:
+                pass
+            except OSError:
+                closed += 1
+        fresh = [0]
+        stop = threading.Event()
+        t = threading.Thread(target=_count_frames, args=(port, stop, fresh, 0))
+        t.start()
+        wait_until(lambda: fresh[0] != 0, 30, 'a fresh viewer', graph, poll=0.1,
+                   required=False)
+        stop.set()
+        t.join(30)
+        rss_after = _rss_kib(pid)
+    finally:
+        for s in stalled + trickling:
+            s.close()
+    return {'stalled': STALLED, 'trickling': TRICKLING, 'viewers_before': state['video']['viewers'],
+            'viewers_with_stalled': viewers_with, 'viewers_after': after['video']['viewers'],
+            'dropped': after['video'].get('dropped'), 'trickling_closed': closed,
+            'fresh_viewer_frames': fresh[0], 'rss_kib': [rss0, rss_with, rss_after]}
+
+
 def measure(ws: Workspace, cfg: Settings, window: float) -> dict:
     from playwright.sync_api import sync_playwright
     video = ws.video(640, 480)
@@ -151,9 +316,14 @@ def measure(ws: Workspace, cfg: Settings, window: float) -> dict:
                                          "document.getElementById('video').naturalHeight]")
                 finally:
                     browser.close()
+            log(f'web: {window:g} s with {VIEWERS} viewers and {VIEWERS} state pages')
+            viewers = _viewers_window(graph, preds, port, window)
+            log(f'web: {STALLED} stalled viewers and {TRICKLING} trickling clients')
+            slow = _slow_clients(graph, port)
             graph.check()
     latencies = _shown_latencies(shown, preds, since)
-    return {'closed': closed, 'open': opened, 'video_size': size,
+    return {'closed': closed, 'open': opened, 'video_size': size, 'viewers': viewers,
+            'slow': slow,
             'shown_latency_ms': summarize(latencies) if latencies else None,
             'shown_matched': len(latencies), 'shown_total': len(shown)}
 
@@ -185,5 +355,25 @@ def run(ws: Workspace, cfg: Settings) -> SectionResult:
             if lat else 'no prediction shown', target=Target('<=', 'abs', MAX_SHOWN_P50_MS)),
         Row(SECTION, 'prediction shown on the page after publication, p99', 'ms',
             lat['p99'] if lat else None),
+    ]
+    v, slow = raw['viewers'], raw['slow']
+    rows += [
+        Row(SECTION, f'{VIEWERS} viewers: frames per viewer, lowest', '/s', min(v['viewer_fps']),
+            30.0, 'camera rate', 'ratio', Target('>=', 'abs', MIN_VIEWER_FPS),
+            note=f'median {statistics.median(v["viewer_fps"]):.1f}/s; state messages per page '
+                 f'{min(v["state_per_s"]):.1f}-{max(v["state_per_s"]):.1f}/s'),
+        Row(SECTION, f'{VIEWERS} viewers: web node CPU', '% of a core', v['web_cpu_pct']),
+        Row(SECTION, f'{VIEWERS} viewers: classifier throughput', '/s', v['classifier_fps'],
+            closed['classifier_fps'], 'page closed', 'ratio'),
+        Row(SECTION, f'slow clients: of {STALLED} stalled viewers still held after the '
+            'write timeout', '', slow['viewers_after'], target=Target('<=', 'abs', 0),
+            note=f'{slow["viewers_with_stalled"]} held at first; a fresh viewer then got '
+                 f'{slow["fresh_viewer_frames"]} frames'),
+        Row(SECTION, f'slow clients: of {TRICKLING} trickling-header connections closed by '
+            'the node', '', slow['trickling_closed'], target=Target('>=', 'abs', TRICKLING)),
+        Row(SECTION, 'slow clients: web node memory (RSS) before / with / after', 'MiB',
+            slow['rss_kib'][1] / 1024,
+            note=f'{slow["rss_kib"][0] / 1024:.0f} / {slow["rss_kib"][1] / 1024:.0f} / '
+                 f'{slow["rss_kib"][2] / 1024:.0f} MiB'),
     ]
     return SectionResult(rows, raw)

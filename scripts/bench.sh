@@ -7,6 +7,7 @@
 #                                         # startup); repeatable
 #   scripts/bench.sh learning [--recipes ...]  # the learning benchmark (bench/learning.py):
 #                                         # accuracy on people the model never saw; about an hour
+#   scripts/bench.sh int8                 # precision int8 and bf16 on this CPU (bench/int8.py)
 # Works from any directory once scripts/setup.sh has run.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,5 +21,9 @@ cd "$root"
 if [ "${1:-}" = learning ]; then
   shift
   exec python -m bench.learning "$@"
+fi
+if [ "${1:-}" = int8 ]; then
+  shift
+  exec python -m bench.int8 "$@"
 fi
 exec python -m bench "$@"

@@ -11,5 +11,5 @@ esac
 # torch, torchvision, OpenCV, ONNX Runtime (requirements-ml.txt): one venv that both
 # distributions' venvs see through a .pth file (scripts/setup.sh).
 GC_ML_VENV=.venv-ml
-# What a distribution's own setup.bash exports; the nodes read it (gesture_classifier.middleware).
+# What a distribution's own setup.bash exports; the nodes read it (gesture_classifier.ros.middleware).
 export ROS_DISTRO="$GC_ROS"

@@ -17,4 +17,10 @@ for _d in "$_gc_site"/ros_*.libs; do [ -d "$_d" ] && _gc_libs="$_gc_libs:$_d"; d
 export LD_LIBRARY_PATH="$_gc_libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export _ROS_WHEELS_BOOTSTRAP_COMPLETE=1
 export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
+# The wheels install their packages' share/ into the venv prefix: `ros2 interface show`,
+# `ros2 pkg list` (ament_index) find std_msgs & co. there, the project's in the workspace.
+case ":${AMENT_PREFIX_PATH:-}:" in
+  *":$VIRTUAL_ENV:"*) ;;
+  *) export AMENT_PREFIX_PATH="${AMENT_PREFIX_PATH:+$AMENT_PREFIX_PATH:}$VIRTUAL_ENV" ;;
+esac
 unset _gc_root _gc_site _gc_libs _d

@@ -5,7 +5,8 @@
 #      the distributions, and a venv with the ROS 2 wheels (Kilted; GC_ROS=jazzy for Jazzy),
 #      colcon and the test tools (requirements-dev.txt / requirements-jazzy.txt) that sees it
 #   2. point the wheels' CMake exports at this venv (scripts/fix_wheel_cmake_paths.py)
-#   3. colcon build of src/gesture_interfaces and src/gesture_classifier
+#   3. colcon build of src/gesture_interfaces and src/gesture_classifier, then `ros2 launch` and
+#      the `ros2` command line from ../shared/ros2-tools (the wheels have neither)
 #   4. the demo (skip with --no-demo)
 #   0. before all that: Debian's chromium for the browser tests, when missing (apt, as root)
 # Idempotent: steps whose inputs did not change are skipped.
@@ -66,7 +67,7 @@ if [ "$(cat "$GC_ML_VENV/.requirements-hash" 2>/dev/null)" != "$ml_hash" ]; then
   [ "$free_gb" -ge 7 ] || printf 'setup: warning: %s GB free here; the model packages take about 6 GB and\n  the tests about 0.5 GB more: pip or the tests may fail with "No space left on device"\n' \
     "$free_gb" >&2
   pip_install "$GC_ML_VENV" requirements-ml.txt
-  "$GC_ML_VENV/bin/python" -c "import torch, torchvision, cv2, yaml, tqdm, onnx, onnxruntime" \
+  "$GC_ML_VENV/bin/python" -c "import torch, torchvision, cv2, PIL, yaml, tqdm, onnx, onnxruntime" \
     || { echo "setup: the model packages did not install; see the pip output above" >&2; exit 1; }
   echo "$ml_hash" > "$GC_ML_VENV/.requirements-hash"
 fi
@@ -106,8 +107,10 @@ if [ "$(cat "$GC_INSTALL/.build-hash" 2>/dev/null)" != "$src_hash" ] || \
    [ ! -f "$GC_INSTALL/setup.bash" ]; then
   say "building the workspace with colcon ($GC_INSTALL)"
   rm -rf "$GC_BUILD" "$GC_INSTALL" "$GC_LOG"
-  CMAKE_PREFIX_PATH="$VIRTUAL_ENV" AMENT_PREFIX_PATH="$VIRTUAL_ENV" \
-    colcon --log-base "$GC_LOG" build --symlink-install --build-base "$GC_BUILD" \
+  # make -jN without colcon's default load limit (-lN): on a machine other jobs keep busy, the
+  # limit would run the interface packages' many compiles one at a time.
+  MAKEFLAGS="${MAKEFLAGS:--j$(nproc)}" CMAKE_PREFIX_PATH="$VIRTUAL_ENV" \
+    AMENT_PREFIX_PATH="$VIRTUAL_ENV" colcon --log-base "$GC_LOG" build --symlink-install --build-base "$GC_BUILD" \
       --install-base "$GC_INSTALL" 2>&1 | grep -v "doesn't contain any 'local_setup" || true
   [ -f "$GC_INSTALL/gesture_interfaces/share/gesture_interfaces/package.xml" ] && \
     [ -f "$GC_INSTALL/gesture_classifier/share/gesture_classifier/package.xml" ] \
@@ -119,6 +122,18 @@ set +u  # colcon's setup scripts read unset variables
 # shellcheck disable=SC1091
 . scripts/env.sh
 set -u
+
+# 3b. `ros2 launch` and the `ros2` command line (development and CI machines only: a robot has
+# them from its ROS install). The PyPI wheels lack them; ../shared/ros2-tools holds their
+# unchanged sources and installs them into this venv (idempotent, 0.3 s when up to date).
+tools="$root/../shared/ros2-tools/install.sh"
+if [ -x "$tools" ]; then
+  "$tools" "$GC_ROS" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+  command -v ros2 >/dev/null || { echo "setup: ros2-tools did not install (see above)" >&2; exit 1; }
+else
+  echo "setup: $tools not found: no 'ros2' command line here; the tests of the launch file" \
+    "and the README's ros2 lines will skip" >&2
+fi
 if [ "$run_demo" = 1 ]; then
   say "running the demo (collect -> train -> classify on real photos)"
   export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-$(( (RANDOM % 90) + 1 ))}"
