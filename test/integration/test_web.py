@@ -925,6 +925,7 @@ def test_a_page_refused_for_capacity_says_so_and_the_no_token_mode_warns(browser
     group, log, out = _web_alone(tmp_path, max_viewers=1)
     try:
         port = wait_for_port(log)
+        # the node logs the warning before its URL line (same stream), so it is there now
         assert 'no token: every program' in log.read_text(), 'no warning in the log'
         held = http.client.HTTPConnection('127.0.0.1', port, timeout=30)
         held.request('GET', '/stream')  # takes the only video slot (waits for frames)

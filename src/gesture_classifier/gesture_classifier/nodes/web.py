@@ -129,6 +129,8 @@ class WebNode(Node):
         """Start the HTTP server thread and wait until it listens (raises ValueError when the
         address cannot be used or the page's files are missing)."""
         server, cfg = self.server.start(), self.config
+        if server.warning:  # before the URL line, which tells a reader the node is ready
+            self.get_logger().warning(server.warning)
         if server.generated:
             self.get_logger().info(f'serving the page on {cfg.host} port {server.port}; open '
                                    f'{server.url}?token={server.token}')
@@ -137,8 +139,6 @@ class WebNode(Node):
                                    'is required)')
         else:
             self.get_logger().info(f'serving the page on {server.url} (this machine only)')
-        if server.warning:
-            self.get_logger().warning(server.warning)
         return self
 
     def destroy_node(self):
