@@ -97,6 +97,7 @@ def test_train_more_continues_from_the_parent(task, make_dataset):
 
     make_dataset(task.dataset_dir, 4, offset=8)  # the DLI "gather 4 more per class"
     backbone = parent.model.layer1[0].conv1.weight.detach().clone()
+    head = parent.model.fc.weight.detach().clone()
     cfg = TrainConfig(epochs=1, batch_size=4, val_fraction=0.25, seed=1,
                       recipe=RECIPES['linear_probe'], learning_rate=1e-7, augment=False)
     more = train_task(task, cfg, 'none', parent=parent)
@@ -105,6 +106,9 @@ def test_train_more_continues_from_the_parent(task, make_dataset):
     assert child.total_epochs == 3 and child.epochs == 1
     # it started from the parent's weights (only fc trains in a linear probe)
     assert torch.equal(child.model.layer1[0].conv1.weight, backbone)
+    # a copy trained: the head moved in the child, the caller's parent object is untouched
+    assert not torch.equal(child.model.fc.weight, head)
+    assert torch.equal(parent.model.fc.weight, head), 'train_task changed its parent in place'
     # the parent's training images stay training images; validation holds only others
     val_names = {sample_name(Path(p))
                  for p, *_ in Figures.from_dict(child.validation).misclassified}

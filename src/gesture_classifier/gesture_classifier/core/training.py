@@ -27,6 +27,7 @@ a saved model file.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import math
@@ -721,7 +722,8 @@ def train_task(task: Task, cfg: TrainConfig, initial_weights: str = 'imagenet',
             caller) instead of starting from ``initial_weights``: its weights are the start, the
             images it trained on (``parent.train_files``) stay training images, and the new model
             records ``parent_model_id`` and ``total_epochs`` (parent's + this run's). Its
-            preprocessing ``spec`` is used.
+            preprocessing ``spec`` is used. A copy of ``parent.model`` trains: the parent
+            object is left as it was (a caller may still use or continue it).
         save: writes the finished ModelFile (e.g. versions.ModelStore.add); default: to
             ``task.model_path``.
 
@@ -750,7 +752,7 @@ def train_task(task: Task, cfg: TrainConfig, initial_weights: str = 'imagenet',
         weights = load_initial_weights(model, initial_weights)
         source, pretrained, message = weights.source, weights.pretrained, weights.message
     else:
-        model = parent.model
+        model = copy.deepcopy(parent.model)
         source, pretrained = parent.initial_weights, parent.pretrained
         so_far = parent.total_epochs or parent.epochs
         message = (f'continues from model {parent.model_id} ({so_far} epoch(s) so far; its '
