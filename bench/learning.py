@@ -63,6 +63,7 @@ import argparse
 import csv
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import re
 import statistics
@@ -256,10 +257,29 @@ class Data:
 
 # ---------------------------------------------------------------- one training, its scores
 
+#: Models trained from the initial weights in this process, by what determines them (the
+#: images and labels, recipe, seed, epochs): eval, lopo and active train the same base
+#: models (the three thumbs people; each pair of them), so a run of those sections trains
+#: each once and its sections test the very same model.
+_TRAINED: dict[tuple, tuple[ModelFile, dict]] = {}
+
+
+def _training_key(data: ImageSet, recipe: Recipe, seed: int, epochs: int) -> tuple:
+    digest = hashlib.sha1(data.images.contiguous().numpy().tobytes())
+    digest.update(data.targets.numpy().tobytes())
+    digest.update('\n'.join(map(str, data.paths)).encode())
+    return digest.hexdigest(), tuple(data.class_names), recipe, seed, epochs, SPEC
+
+
 def train(data: ImageSet, recipe: Recipe, seed: int, epochs: int, workdir: Path,
           parent: ModelFile | None = None, timing: bool = False) -> tuple[ModelFile, dict]:
     """One ``train`` goal's worth of training; the model file read back as the classifier
-    would; run facts (epochs, images, seconds, per-epoch wall/CPU seconds)."""
+    would; run facts (epochs, images, seconds, per-epoch wall/CPU seconds). A model from the
+    initial weights that this process trained before is reused (facts say ``reused``)."""
+    key = _training_key(data, recipe, seed, epochs) if parent is None and not timing else None
+    if key in _TRAINED:
+        mf, facts = _TRAINED[key]
+        return mf, dict(facts, reused=True)
     task = Task.create('bench', classes=list(data.class_names), data_dir=workdir)
     cfg = TrainConfig(epochs=epochs, seed=seed, recipe=recipe)
     ends, cpu = [], []
@@ -282,6 +302,8 @@ def train(data: ImageSet, recipe: Recipe, seed: int, epochs: int, workdir: Path,
     if timing:
         facts['epoch_seconds'] = [b - a for a, b in zip([start] + ends, ends)]
         facts['epoch_cpu_seconds'] = [b - a for a, b in zip([start_cpu] + cpu, cpu)]
+    if key is not None:
+        _TRAINED[key] = mf, facts
     return mf, facts
 
 
