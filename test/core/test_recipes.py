@@ -17,9 +17,10 @@ from gesture_classifier.core.inference import Predictor
 from gesture_classifier.core.model import ModelFile, create_model, load_model, save_model
 from gesture_classifier.core.preprocess import PreprocessSpec, normalize, preprocess_frame
 from gesture_classifier.core.tasks import Task
-from gesture_classifier.core.training import (DEFAULT_RECIPE, DLI, RECIPES, STAGES, Recipe,
-                                         TrainConfig, augmenter, evaluate, fit, get_recipe,
-                                         predict_batches, train_task)
+from gesture_classifier.core.training import (DEFAULT_RECIPE, DLI, RECIPES, STAGES,
+                                         RandomWhiteBalance, Recipe, TrainConfig, augmenter,
+                                         evaluate, fit, get_recipe, predict_batches,
+                                         train_task)
 
 SMALL = PreprocessSpec(input_size=64)
 
@@ -157,6 +158,36 @@ def test_camera_augmentation_keeps_size_and_respects_hflip(data):
     assert augmenter(RECIPES['dli'], hflip=True) is not None
     assert augmenter(DLI.replace(augmentation='none'), hflip=True) is None
     assert image.dtype == torch.uint8
+
+
+def test_white_balance_scales_red_and_blue_within_the_gain_and_keeps_green(data):
+    image = data.images[0]
+    wb = RandomWhiteBalance(1.5)
+    torch.manual_seed(0)
+    ratios = []
+    for _ in range(50):
+        out = wb(image)
+        assert out.shape == image.shape and out.dtype == torch.uint8
+        assert torch.equal(out[1], image[1]), 'green is the reference'
+        unclipped = (image[0] > 20) & (image[0] < 160)  # neither rounding nor 255 dominate
+        ratios.append((out[0][unclipped].float() / image[0][unclipped].float()).median())
+    assert 1 / 1.5 - 0.03 <= min(ratios) < 0.9 and 1.1 < max(ratios) <= 1.5 + 0.03
+    bright = torch.full((3, 8, 8), 250, dtype=torch.uint8)
+    assert int(RandomWhiteBalance(1.5)._transform(bright, {'gains': (1.5, 1.0, 0.5)}).max()) \
+        == 255, 'clipped, not wrapped around'
+    with pytest.raises(ValueError, match='max_gain'):
+        RandomWhiteBalance(0.9)
+
+
+def test_robust_augmentation_keeps_size_and_dtype():
+    aug = augmenter(RECIPES[DEFAULT_RECIPE].replace(augmentation='robust'), hflip=True)
+    names = [type(t.transforms[0]).__name__ for t in aug.transforms
+             if type(t).__name__ == 'RandomApply']
+    assert 'RandomWhiteBalance' in names and 'RandomGamma' in names
+    torch.manual_seed(1)
+    for _ in range(5):
+        out = aug(torch.randint(0, 256, (3, 224, 224), dtype=torch.uint8))
+        assert out.shape == (3, 224, 224) and out.dtype == torch.uint8
 
 
 def test_augment_false_turns_the_augmentation_off(data):

@@ -50,8 +50,8 @@ __all__ = ['STAGES', 'AUGMENTATIONS', 'AVERAGING', 'Recipe', 'RECIPES', 'DEFAULT
            'get_recipe', 'TrainConfig', 'Progress', 'FitResult', 'TrainOutcome', 'augmenter',
            'set_train_mode', 'trainable_parameters', 'make_optimizer', 'train_one_epoch',
            'logits_batches', 'predict_batches', 'evaluate', 'validate', 'wise_blend', 'fit',
-           'train_task', 'resolve_device', 'L2SP', 'RandomGamma', 'auto_epochs',
-           'AUTO_EPOCHS_RANGE']
+           'train_task', 'resolve_device', 'L2SP', 'RandomGamma', 'RandomWhiteBalance',
+           'auto_epochs', 'AUTO_EPOCHS_RANGE']
 
 LOG = logging.getLogger(__name__)
 DEFAULT_SPEC = PreprocessSpec()  # frozen, so one shared instance is safe
@@ -84,7 +84,9 @@ class Recipe:
         augmentation: 'none'; 'dli' = ``ColorJitter(0.2, 0.2, 0.2, 0.2)`` only; 'camera' =
             random crop/zoom/aspect (``RandomResizedCrop``, scale [0.5, 1], ratio [3/4, 4/3]),
             small rotation (+-10 degrees), colour/brightness jitter, grayscale and blur: how a
-            hand appears at other distances, positions, cameras and light.
+            hand appears at other distances, positions, cameras and light; 'robust' = 'camera'
+            plus a white balance (red/blue gains up to 1.5x, :class:`RandomWhiteBalance`), a
+            tone curve (:class:`RandomGamma`) and JPEG artefacts (torchvision >= 0.19).
         head_warmup_epochs: epochs at the start in which only ``fc`` trains (linear probe,
             then fine-tune: Kumar et al., ICLR 2022), 0..epochs.
         cosine: learning rate follows a cosine from its value to 0 over the fine-tuning steps
@@ -391,7 +393,9 @@ def augmenter(recipe: Recipe, hflip: bool) -> T.Transform | None:
         T.RandomApply([T.GaussianBlur(5, sigma=(0.1, 1.5))], p=0.2),
     ]
     if recipe.augmentation == 'robust':
-        # what other cameras and rooms add: a tone curve (gamma), sensor noise, JPEG
+        # what other cameras and rooms add: a white balance (an untuned CSI camera's colour
+        # cast), a tone curve (gamma), JPEG artefacts
+        steps.append(T.RandomApply([RandomWhiteBalance(1.5)], p=0.5))
         steps.append(T.RandomApply([RandomGamma((0.6, 1.6))], p=0.5))
         if hasattr(T, 'JPEG'):  # torchvision >= 0.19
             steps.append(T.RandomApply([T.JPEG((40, 95))], p=0.3))
@@ -416,6 +420,30 @@ class RandomGamma(T.Transform):
 
     # torchvision < 0.21 (JetPack's builds) calls the private names
     _get_params, _transform = make_params, transform
+
+
+class RandomWhiteBalance(T.Transform):
+    """A camera's white balance on a uint8 RGB image: red and blue multiplied by gains drawn
+    log-uniformly from ``[1 / max_gain, max_gain]`` each, green kept (cameras balance red and
+    blue against green), clipped to 0..255. A colour cast like an untuned CSI camera's
+    (pink/purple) is such a gain; ``ColorJitter``'s hue rotates every colour instead."""
+
+    def __init__(self, max_gain: float):
+        super().__init__()
+        if not max_gain >= 1:
+            raise ValueError(f'max_gain must be >= 1, got {max_gain}')
+        self.max_gain = max_gain
+
+    def make_params(self, flat_inputs):
+        log_gains = (torch.rand(2) * 2 - 1) * math.log(self.max_gain)
+        red, blue = torch.exp(log_gains).tolist()
+        return {'gains': (red, 1.0, blue)}
+
+    def transform(self, inpt, params):
+        gains = torch.tensor(params['gains'], dtype=torch.float32).view(3, 1, 1)
+        return inpt.float().mul_(gains).clamp_(0, 255).to(inpt.dtype)
+
+    _get_params, _transform = make_params, transform  # torchvision < 0.21
 
 
 def _is_batchnorm(module: nn.Module) -> bool:
