@@ -77,23 +77,32 @@ class Feeder:
                 if time.monotonic() > deadline:
                     raise
 
-    def run(self, names) -> list[GestureEvent]:
-        """Send ``names`` in order; the gesture events they caused. The classifier publishes
-        a frame's event right after the frame's prediction: once the prediction of one more
-        frame (a repeat of the last, so it changes nothing) has arrived, every event of the
-        frames before has been published."""
+    def run(self, names, events: int = 0) -> list[GestureEvent]:
+        """Send ``names`` in order; the gesture events they caused, waiting (10 s at most)
+        until at least ``events`` of them have arrived. The classifier publishes a frame's
+        event right after the frame's prediction: once the prediction of one more frame (a
+        repeat of the last, so it changes nothing) has arrived, every event of the frames
+        before has been *published*; but events travel on another topic than predictions, so
+        the client may receive that prediction before an earlier event (CI saw it)."""
         before = len(self.client.gestures())
         preds = [self.send(n) for n in names]
         self.sentinels = getattr(self, 'sentinels', 0) + 1
         self.send(names[-1], frame_id=f'sentinel-{self.sentinels}')
         self.labels = [p.label for p in preds]
         sent = {p.header.frame_id for p in preds}
-        return [e for e in self.client.gestures()[before:] if e.header.frame_id in sent]
+
+        def caused():
+            return [e for e in self.client.gestures()[before:] if e.header.frame_id in sent]
+
+        deadline = time.monotonic() + 10.0
+        while len(caused()) < events and time.monotonic() < deadline:
+            time.sleep(0.02)  # polling a condition with a deadline
+        return caused()
 
 
 def test_a_stable_run_of_one_class_gives_one_event(graph):
     graph.run(['down'] * 4)  # start from a known stable state
-    events = graph.run(['up'] * 5)
+    events = graph.run(['up'] * 5, events=1)
     assert graph.labels == ['thumbs_up'] * 5
     assert [(e.kind, e.label, e.previous_label) for e in events] == [
         (GestureEvent.CHANGE, 'thumbs_up', 'thumbs_down')]
@@ -115,11 +124,11 @@ def test_a_threshold_change_at_run_time_takes_effect(graph):
     gc = graph.client
     graph.run(['up'] * 4)
     gc.set_parameters('classifier', gesture_threshold=0.95)  # above the 0.9 of the photos
-    events = graph.run(['up'] * 4)
+    events = graph.run(['up'] * 4, events=1)
     assert [(e.label, e.previous_label) for e in events] == [('', 'thumbs_up')], \
         'nothing is shown clearly enough any more: the stable state becomes none'
     gc.set_parameters('classifier', gesture_threshold=0.6, gesture_min_frames=1)
-    events = graph.run(['up'])
+    events = graph.run(['up'], events=1)
     assert [(e.label, e.previous_label) for e in events] == [('thumbs_up', '')]
 
 

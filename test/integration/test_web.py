@@ -433,13 +433,23 @@ def test_the_review_queue_is_shown_and_a_frame_is_labelled_from_the_page(web, pa
         model = _state(web.port)['model']['model_id']
         gc.review_queue(lambda q: q.model_id == model and len(q.items) >= 2, timeout=60)
         gc.set_parameters('classifier', timeout=60, review_min_uncertainty=2.0)
-        queue = gc.review_queue(timeout=10)  # the most uncertain first: never replaced
-        assert queue.model_id == model and len(queue.items) >= 2, queue
-        first, second = queue.items[0].id, queue.items[1].id
+        # the most uncertain first: never replaced from now on. A frame admitted just before
+        # the change may still be on its way (CI saw the page without an item read a moment
+        # earlier), so wait until the page and the newest queue message agree.
+
+        def shown():
+            queue = gc.review_queue(timeout=10)
+            if queue.model_id != model or len(queue.items) < 2:
+                return None
+            ids = [queue.items[0].id, queue.items[1].id]
+            loaded = page.evaluate('ids => ids.every(id => { const i = document.querySelector('
+                                   '`#review .review-item[data-id="${id}"] img`); '
+                                   'return i !== null && i.naturalWidth > 0; })', ids)
+            return ids if loaded else None
+
+        first, second = wait_until(shown, 30, 'the two queued frames and their JPEGs on the '
+                                              'page')
         item = page.locator(f'#review .review-item[data-id="{first}"]')
-        wait_until(lambda: item.count() == 1 and
-                   item.locator('img').evaluate('i => i.naturalWidth') > 0, 20,
-                   'the queued frame and its JPEG on the page')
         label = 'thumbs_down'
         files = set((web.dataset / label).glob('*.jpg'))
         item.locator(f'button.label[data-label="{label}"]').click()
