@@ -319,8 +319,8 @@ def bn_adapted(model: torch.nn.Module, images: torch.Tensor,
                spec: PreprocessSpec) -> torch.nn.Module:
     """A copy of ``model`` whose BatchNorm statistics are those of ``images`` (AdaBN, Li et
     al., 2016: every BatchNorm layer's running mean and variance re-estimated on the target
-    domain, nothing else changed): what adapting to a new room at run time could give, an
-    upper bound here because the statistics come from the very images scored."""
+    domain, nothing else changed): what adapting to a new room at run time could give,
+    optimistic here because the statistics come from the very images scored."""
     adapted = copy.deepcopy(model)
     for m in adapted.modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
