@@ -3,8 +3,9 @@ reference of the before/after comparison, measured in the same run as the produc
 
 Before: the frame's channels reordered for the whole frame (a copy) and then resized, a new
 float input per frame (``preprocess_frame``); ONNX Runtime's ``session.run`` with a new input
-and output array per frame; the node spun by one thread, so that a parameter or diagnostics
-request waits behind the frame being inferred.
+and output array per frame; each frame classified in the image callback of the node's one
+executor thread, so that a parameter or diagnostics request waits behind the frame being
+inferred.
 
 ``python -m bench.legacy_classifier --ros-args ...`` runs the classifier node that way; the
 context manager :func:`legacy_frame_path` builds ``Predictor`` objects that way in-process.
@@ -44,11 +45,25 @@ def legacy_frame_path():
         backends._onnxruntime_runner, inference.FrameInput = runner, frame_input
 
 
+class InlineFrames:
+    """core.worker.NewestWorker's interface, handling each frame in the thread that puts it
+    (the node's executor thread), as the classifier did before issue 22."""
+
+    replaced = 0
+
+    def __init__(self, handle, name=''):
+        self.put = handle
+
+    def close(self, timeout=2.0):
+        return True
+
+
 def main(args=None):
-    from gesture_classifier.nodes.classifier import ClassifierNode
+    from gesture_classifier.nodes import classifier
     from gesture_classifier.ros.runtime import run_node
+    classifier.NewestWorker = InlineFrames
     with legacy_frame_path():
-        run_node(ClassifierNode, args)  # the single-threaded executor
+        run_node(classifier.ClassifierNode, args)  # the single-threaded executor
 
 
 if __name__ == '__main__':

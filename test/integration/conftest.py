@@ -264,13 +264,15 @@ def probe_model(path: Path, confidence: float = 0.9, model_id: str = 'probe-1') 
     return save_model(ModelFile(net, CLASSES, spec, task='thumbs', model_id=model_id), path)
 
 
-def _policy(node: str):
+def _policy(node: str, enclave: str):
     import xml.etree.ElementTree as ET
     root = ET.parse(POLICY).getroot()
     assert root.tag == 'policy' and root.get('version') == '0.2.0'
     enclaves = {e.get('path'): e for e in root.iter('enclave')}
-    profile = enclaves[f'/gesture_classifier/{node}'].find('profiles/profile')
-    assert profile.get('node') == node and profile.get('ns') == '/'
+    profiles = {p.get('node'): p for p in
+                enclaves[f'/gesture_classifier/{enclave}'].findall('profiles/profile')}
+    profile = profiles[node]
+    assert profile.get('ns') == '/'
 
     def names(tag, attr, value, child):
         out = set()
@@ -289,14 +291,15 @@ def _policy(node: str):
             names('actions', 'call', 'ALLOW', 'action'))
 
 
-def assert_policy_matches_graph(graph, node: str) -> None:
-    """The SROS2 policy's enclave of ``node`` allows exactly the topics, services and actions
-    the running node has on the graph (seen by the rclpy node ``graph``)."""
+def assert_policy_matches_graph(graph, node: str, enclave: str | None = None) -> None:
+    """The SROS2 policy's profile of ``node`` in ``enclave`` (default: the node's own)
+    allows exactly the topics, services and actions the running node has on the graph (seen
+    by the rclpy node ``graph``)."""
     pub = {t for t, _ in graph.get_publisher_names_and_types_by_node(node, '/')}
     sub = {t for t, _ in graph.get_subscriber_names_and_types_by_node(node, '/')}
     srv = {t for t, _ in graph.get_service_names_and_types_by_node(node, '/')}
     cli = {t for t, _ in graph.get_client_names_and_types_by_node(node, '/')}
-    p_pub, p_sub, p_srv, p_actions, p_cli, p_calls = _policy(node)
+    p_pub, p_sub, p_srv, p_actions, p_cli, p_calls = _policy(node, enclave or node)
     action_services = ('send_goal', 'cancel_goal', 'get_result')
     for action in p_actions:  # an action server is 3 services and 2 topics on the graph
         p_srv |= {f'{action}/_action/{s}' for s in action_services}

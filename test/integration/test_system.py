@@ -514,9 +514,11 @@ def test_collect_bursts_are_rate_limited_and_acknowledged_samples_are_on_disk(sy
 
 
 # -- the SROS2 policy names exactly what the nodes use -------------------------------------------
-@pytest.mark.parametrize('node', ['camera', 'collector', 'trainer', 'classifier'])
-def test_sros2_policy_names_exactly_the_interfaces_on_the_graph(system, node):
-    assert_policy_matches_graph(system.client.node, node)
+@pytest.mark.parametrize('node, enclave', [
+    ('camera', None), ('collector', None), ('trainer', None), ('classifier', None),
+    ('classifier_client', 'classifier')])  # beside the classifier, in its process
+def test_sros2_policy_names_exactly_the_interfaces_on_the_graph(system, node, enclave):
+    assert_policy_matches_graph(system.client.node, node, enclave)
 
 
 def _garbage_model(folder):

@@ -3,8 +3,10 @@ publishes class probabilities, the debounced gesture and (for viewers) an overla
 gesture_classifier.core.classifier.
 
 Subscribes ``image_raw`` (sensor_msgs/Image; or ``image_raw/compressed``, JPEG or PNG, with
-``image_transport: compressed``; sensor-data QoS, depth 1: while one frame is being classified
-newer ones replace each other in the queue, so the next one classified is always the newest)
+``image_transport: compressed``; sensor-data QoS, depth 1). Frames are classified in a thread
+of their own (core.worker.NewestWorker): while one frame is being classified newer ones
+replace each other, so the next one classified is always the newest, and the node's executor
+(one thread) answers parameter, service and diagnostics requests meanwhile)
 and ``model`` (ModelInfo, latched, from the trainer). Publishes ``predictions`` (Prediction:
 calibrated probabilities, ``ood_score`` and ``trusted``) with the header of the classified
 image, only ever for new frames (when the camera stops, the predictions stop and the node logs
@@ -19,12 +21,16 @@ queued frame through the collector's ``add_sample``, or discard it; core.active)
 A new model announced by the trainer loads in a background thread while the current one keeps
 classifying, then the node switches without a restart; a model on another computer is
 fetched from the trainer's ``get_model`` and checked by size and SHA-256; an unusable or
-hostile announcement is refused with the reason and remembered (see core.classifier).
+hostile announcement is refused with the reason and remembered (see core.classifier). The
+calls to ``get_model`` and ``add_sample`` go through the node ``classifier_client`` beside it
+(GestureClient.beside), spun by a thread of its own, so that ``label_review`` can wait for the
+collector's answer while the node's one executor thread is in it.
 
 Parameters: PARAMETERS and GESTURE_PARAMS below (docs/parameters.md); the gesture ones can be
 changed while running and are validated together. Diagnostics (``/diagnostics``, status
 ``classifier: inference``): model, backend and why, rate, latency, stale input, rejected
-frames, refused models; WARN without a model or with stale input.
+frames, frames skipped for a newer one, refused models; WARN without a model or with stale
+input.
 """
 from __future__ import annotations
 
@@ -35,8 +41,6 @@ from gesture_interfaces.msg import GestureEvent, ModelInfo, Prediction
 from gesture_interfaces.msg import ReviewQueue as ReviewQueueMsg
 from gesture_interfaces.srv import GetReviewFrame, LabelReview
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
@@ -49,6 +53,7 @@ from ..core.imaging import array_to_image_fields
 from ..core.overlay import draw_overlay
 from ..core.training import resolve_device
 from ..core.transfer import TransferError
+from ..core.worker import NewestWorker
 from ..ros.client import ClientError, GestureClient
 from ..ros.diagnostics import OK, WARN, Latencies, RateMeter, updater_for
 from ..ros.messages import (from_msg, gesture_event_msg, prediction_msg, queued_frame_image,
@@ -127,10 +132,8 @@ class ClassifierNode(Node):
             Param(name, getattr(review_defaults, field), text, ReviewConfig.RANGES[field])
             for name, (field, text) in REVIEW_PARAMS.items()))
         trust = declare_all(self, TRUST_PARAMS)
-        # label_review waits for the collector's answer: the client's answers come in a group
-        # of their own, and an executor with more than one thread (nodes/classifier main)
-        self.client = GestureClient(node=self, uses=('get_model', 'add_sample'),
-                                    callback_group=ReentrantCallbackGroup())
+        # label_review waits for the collector's answer: it comes to a node beside this one
+        self.client = GestureClient.beside(self, uses=('get_model', 'add_sample'))
         self.classifier = Classifier(self.task, ClassifierSettings(
             device=self.device, precision=self.precision, stale_after=p['stale_after'],
             backends=(self.backend, *(fallbacks if p['backend'] == AUTO else ())),
@@ -148,20 +151,17 @@ class ClassifierNode(Node):
         self._overlay_pub = self.create_publisher(Image, 'overlay', IMAGE_PUB_QOS)
         self._review_pub = self.create_publisher(ReviewQueueMsg, 'review_queue', LATCHED_QOS)
         self._review_lock, self._review_published = threading.Lock(), -1
-        reviews = MutuallyExclusiveCallbackGroup()
-        self.create_service(GetReviewFrame, 'get_review_frame', self._on_get_review_frame,
-                            callback_group=reviews)
-        self.create_service(LabelReview, 'label_review', self._on_label_review,
-                            callback_group=reviews)
+        self.create_service(GetReviewFrame, 'get_review_frame', self._on_get_review_frame)
+        self.create_service(LabelReview, 'label_review', self._on_label_review)
         self.create_timer(1.0, self._publish_review)  # catches a queue cleared by a new model
         self.overlays_published = 0
         self._rate, self._latency = RateMeter(), Latencies()
         updater_for(self, str(self.device)).add('inference', self._diagnose)
         self.create_subscription(ModelInfo, 'model', self._on_model, MODEL_QOS)
-        # Frames in their own callback group, the node spun by two threads (main): parameter
-        # and diagnostics requests answer while a frame is inferred (20-40 ms on the CPU).
-        self._image_topic = subscribe_images(self, self._on_image,
-                                             callback_group=MutuallyExclusiveCallbackGroup())
+        # Frames are classified in a thread of their own, the newest only: parameter and
+        # diagnostics requests answer while a frame is inferred (20-40 ms on the CPU).
+        self._frames = NewestWorker(self._classify, 'classifier-frames')
+        self._image_topic = subscribe_images(self, self._frames.put)
         self.create_timer(min(1.0, p['stale_after'] / 2),
                           lambda: self.classifier.check_input(self._image_topic))
         self.get_logger().info(f'task {self.task.name!r} on {self.device}, backend '
@@ -246,8 +246,14 @@ class ClassifierNode(Node):
             return StoreResult(False, f'the collector did not store it: {exc}')
         return StoreResult(res.success, res.message, res.path, res.count)
 
-    def _on_image(self, msg) -> None:
-        """A camera frame: sensor_msgs/Image or CompressedImage (see image_transport)."""
+    def destroy_node(self):
+        self._frames.close()
+        self.client.close()
+        return super().destroy_node()
+
+    def _classify(self, msg) -> None:
+        """Classify a camera frame (sensor_msgs/Image or CompressedImage, see
+        image_transport) and publish what it decided. Runs in the frames' thread."""
         out = self.classifier.classify(msg)
         if out is None:
             return
@@ -293,6 +299,7 @@ class ClassifierNode(Node):
                 ('latency p50 (ms)', f'{p50 * 1e3:.1f}' if p50 is not None else ''),
                 ('input stale', c.stale), ('frames classified', c.frames_classified),
                 ('rejected frames', c.frames_rejected),
+                ('frames skipped for a newer one', self._frames.replaced),
                 ('untrusted frames', c.frames_untrusted),
                 ('ood threshold', c.settings.ood_threshold),
                 ('review queue', f'{len(c.review)}/{c.review.config.capacity}'),
@@ -308,10 +315,7 @@ def _names(values) -> tuple[str, ...]:
 
 
 def main(args=None):
-    # frames in their own group, services and parameters beside them; label_review waits for
-    # the collector while frames go on
-    run_node(ClassifierNode, args,
-             executor_factory=lambda: MultiThreadedExecutor(num_threads=3))
+    run_node(ClassifierNode, args)  # one executor thread; frames in their own (NewestWorker)
 
 
 if __name__ == '__main__':

@@ -274,11 +274,15 @@ class GestureClient:
             endpoints for, so that a node's graph holds only what it uses (its SROS2 policy
             names exactly that); default CLI_USES.
         callback_group: for the endpoints on ``node``.
+        node_name, node_options: the name of the client's own node (default
+            ``gesture_client_<random>``) and further keyword arguments of its ``Node``; see
+            :meth:`beside`.
     """
 
     def __init__(self, namespace: str = '', context: Context | None = None, args=None, *,
                  node: Node | None = None, uses: Iterable[str] = CLI_USES,
-                 callback_group=None):
+                 callback_group=None, node_name: str | None = None,
+                 node_options: dict | None = None):
         uses = tuple(uses)
         unknown = set(uses) - set(SERVICES) - set(ACTIONS) - set(TOPICS)
         if unknown:
@@ -294,8 +298,8 @@ class GestureClient:
             rclpy.init(args=args, context=self.context)
         if node is None:
             ns = '/' + namespace.strip('/') if namespace.strip('/') else ''
-            node = Node(f'gesture_client_{uuid.uuid4().hex[:8]}', namespace=ns or None,
-                        context=self.context)
+            node = Node(node_name or f'gesture_client_{uuid.uuid4().hex[:8]}',
+                        namespace=ns or None, context=self.context, **(node_options or {}))
         self.node = node
         group = {'callback_group': callback_group}
         self._clients = {name: node.create_client(SERVICES[name], name, **group)
@@ -338,6 +342,24 @@ class GestureClient:
             self._executor.add_node(node)
             self._thread = threading.Thread(target=self._spin, daemon=True, name='client-spin')
             self._thread.start()
+
+    @classmethod
+    def beside(cls, node: Node, uses: Iterable[str]) -> GestureClient:
+        """A client for ``node`` whose answers never wait for ``node``'s executor: a node
+        of its own, ``<node's name>_client`` in ``node``'s namespace and context (so in its
+        SROS2 enclave; config/sros2/policy.xml names it), spun by the client's own thread.
+
+        For a node spun by one thread whose callbacks make blocking calls (the classifier's
+        ``label_review`` waits for the collector's ``add_sample``): with the endpoints on the
+        node itself, the answer could only be taken by the thread that is waiting for it.
+        The client node ignores the process's remaps (a launch file's ``__node:=`` would
+        give it ``node``'s name) and has no parameter services (it has no parameters).
+        nav2's ``<node>_rclcpp_node`` helpers are the same pattern.
+        """
+        return cls(node.get_namespace(), context=node.context, uses=uses,
+                   node_name=f'{node.get_name()}_client',
+                   node_options={'use_global_arguments': False,
+                                 'start_parameter_services': False})
 
     # -- lifecycle -------------------------------------------------------------------------
     def _spin(self):
