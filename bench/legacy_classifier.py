@@ -50,8 +50,9 @@ class InlineFrames:
     (the node's executor thread), as the classifier did before issue 22."""
 
     replaced = 0
+    idle = True
 
-    def __init__(self, handle, name=''):
+    def __init__(self, handle, name='', on_idle=None):
         self.put = handle
 
     def close(self, timeout=2.0):

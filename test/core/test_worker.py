@@ -85,3 +85,23 @@ def test_close_drops_the_pending_item_waits_for_the_current_one_and_ignores_late
     assert not closing.is_alive() and not worker.alive
     worker.put('late')
     assert gate.seen == ['current'] and worker.handled == 1
+
+
+def test_idle_is_false_from_put_until_the_item_is_handled_then_on_idle_is_called():
+    gate, woken = Gate(), threading.Semaphore(0)
+    worker = NewestWorker(gate, 'test-frames', on_idle=woken.release)
+    try:
+        assert worker.idle
+        worker.put(1)
+        assert not worker.idle  # pending or being handled, never idle in between
+        assert gate.entered.acquire(timeout=DEADLINE)
+        assert not worker.idle
+        worker.put(2)  # waiting behind 1: no on_idle after 1
+        gate.release.release()
+        assert gate.entered.acquire(timeout=DEADLINE)
+        assert not woken.acquire(timeout=0.05) and not worker.idle
+        gate.release.release()
+        assert woken.acquire(timeout=DEADLINE)  # called once 2 is done and nothing waits
+        assert worker.idle and gate.seen == [1, 2]
+    finally:
+        assert worker.close()

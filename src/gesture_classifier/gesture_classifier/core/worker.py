@@ -4,7 +4,9 @@ A camera callback hands each frame to :class:`NewestWorker` and returns at once;
 thread runs the slow handler (inference: 20-40 ms a frame on a Jetson's or this machine's CPU)
 on the newest frame only. Frames that arrive while one is handled replace each other, so there
 is never a backlog of stale frames, and the thread that received the frame (a ROS executor)
-stays free for parameter, service and diagnostics requests.
+stays free for parameter, service and diagnostics requests. :attr:`NewestWorker.idle` and the
+``on_idle`` callback let the receiver take no frame at all while one is handled (the
+classifier's subscription is then left out of the executor's wait: ros.topics.WhenReady).
 
 Why a thread of its own rather than more executor threads: rclpy's MultiThreadedExecutor
 spun the classifier at 2.3-6.4 of 30 frames/s, with a ``get_parameters`` p99 of 1.2-3 s, where
@@ -29,7 +31,8 @@ class NewestWorker(Generic[T]):
     :meth:`put` since the last one it took.
 
     ``handle`` runs in one thread, one item at a time, in the order the items were put (minus
-    the replaced ones). An exception it raises is logged (with its traceback, at most once per
+    the replaced ones); ``on_idle()`` (if given) is called in that thread each time it has
+    handled an item and no newer one is waiting. An exception it raises is logged (with its traceback, at most once per
     kind of exception) and counted in :attr:`failures`; the thread goes on with the next item.
 
     Attributes (read by any thread; written under the worker's lock):
@@ -39,11 +42,12 @@ class NewestWorker(Generic[T]):
         failures: items handle() raised on.
     """
 
-    def __init__(self, handle: Callable[[T], object], name: str = 'newest-worker'):
-        self._handle = handle
+    def __init__(self, handle: Callable[[T], object], name: str = 'newest-worker',
+                 on_idle: Callable[[], object] | None = None):
+        self._handle, self._on_idle = handle, on_idle
         self._cond = threading.Condition()
         self._item: T | None = None
-        self._pending = self._closed = False
+        self._pending = self._handling = self._closed = False
         self._seen_errors: set[type] = set()
         self.handled = self.replaced = self.failures = 0
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -74,6 +78,11 @@ class NewestWorker(Generic[T]):
     def alive(self) -> bool:
         return self._thread.is_alive()
 
+    @property
+    def idle(self) -> bool:
+        """No item waiting and none being handled: a new one would be handled at once."""
+        return not (self._pending or self._handling)
+
     def _run(self) -> None:
         while True:
             with self._cond:
@@ -82,6 +91,7 @@ class NewestWorker(Generic[T]):
                 if self._closed:
                     return
                 item, self._item, self._pending = self._item, None, False
+                self._handling = True
             failed = False
             try:
                 self._handle(item)
@@ -94,3 +104,10 @@ class NewestWorker(Generic[T]):
             with self._cond:
                 self.handled += 1
                 self.failures += failed
+                self._handling = False
+                now_idle = not self._pending and not self._closed
+            if now_idle and self._on_idle is not None:
+                try:
+                    self._on_idle()
+                except Exception:  # e.g. a guard condition destroyed at shutdown
+                    LOG.debug('on_idle failed', exc_info=True)

@@ -29,8 +29,7 @@ collector's answer while the node's one executor thread is in it.
 Parameters: PARAMETERS and GESTURE_PARAMS below (docs/parameters.md); the gesture ones can be
 changed while running and are validated together. Diagnostics (``/diagnostics``, status
 ``classifier: inference``): model, backend and why, rate, latency, stale input, rejected
-frames, frames skipped for a newer one, refused models; WARN without a model or with stale
-input.
+frames, refused models; WARN without a model or with stale input.
 """
 from __future__ import annotations
 
@@ -60,7 +59,7 @@ from ..ros.messages import (from_msg, gesture_event_msg, prediction_msg, queued_
                             review_queue_msg, to_msg)
 from ..ros.params import Param, declare_all, declare_task
 from ..ros.runtime import run_node
-from ..ros.topics import (IMAGE_PUB_QOS, LATCHED_QOS, MODEL_QOS, PREDICTION_QOS,
+from ..ros.topics import (IMAGE_PUB_QOS, LATCHED_QOS, MODEL_QOS, PREDICTION_QOS, WhenReady,
                           subscribe_images)
 
 #: The node's read-only parameters, besides the task's.
@@ -160,8 +159,12 @@ class ClassifierNode(Node):
         self.create_subscription(ModelInfo, 'model', self._on_model, MODEL_QOS)
         # Frames are classified in a thread of their own, the newest only: parameter and
         # diagnostics requests answer while a frame is inferred (20-40 ms on the CPU).
-        self._frames = NewestWorker(self._classify, 'classifier-frames')
-        self._image_topic = subscribe_images(self, self._frames.put)
+        # A frame is taken from the middleware only when the last one is done (WhenReady):
+        # none is converted to Python for nothing while the thread infers.
+        wake = self.create_guard_condition(lambda: None)
+        self._frames = NewestWorker(self._classify, 'classifier-frames', on_idle=wake.trigger)
+        self._image_topic = subscribe_images(self, self._frames.put,
+                                             callback_group=WhenReady(lambda: self._frames.idle))
         self.create_timer(min(1.0, p['stale_after'] / 2),
                           lambda: self.classifier.check_input(self._image_topic))
         self.get_logger().info(f'task {self.task.name!r} on {self.device}, backend '
@@ -299,7 +302,6 @@ class ClassifierNode(Node):
                 ('latency p50 (ms)', f'{p50 * 1e3:.1f}' if p50 is not None else ''),
                 ('input stale', c.stale), ('frames classified', c.frames_classified),
                 ('rejected frames', c.frames_rejected),
-                ('frames skipped for a newer one', self._frames.replaced),
                 ('untrusted frames', c.frames_untrusted),
                 ('ood threshold', c.settings.ood_threshold),
                 ('review queue', f'{len(c.review)}/{c.review.config.capacity}'),

@@ -2,6 +2,7 @@
 ``raw`` and ``compressed``), shared by the nodes, the client and the benchmarks."""
 from __future__ import annotations
 
+from rclpy.callback_groups import CallbackGroup
 from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
@@ -10,7 +11,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from .params import declare
 
 __all__ = ['IMAGE_SUB_QOS', 'IMAGE_PUB_QOS', 'PREDICTION_QOS', 'MODEL_QOS', 'LATCHED_QOS',
-           'IMAGE_TRANSPORTS', 'subscribe_images']
+           'IMAGE_TRANSPORTS', 'subscribe_images', 'WhenReady']
 
 #: Subscribers of camera images: sensor data QoS (best effort, volatile) with depth 1 so a
 #: slow consumer always gets the newest frame and never a backlog of stale ones.
@@ -37,6 +38,34 @@ LATCHED_QOS = MODEL_QOS
 
 #: image_transport transports a node can subscribe with -> (message type, topic suffix).
 IMAGE_TRANSPORTS = {'raw': (Image, ''), 'compressed': (CompressedImage, '/compressed')}
+
+
+class WhenReady(CallbackGroup):
+    """A callback group whose entities the executor waits on, takes and calls back only while
+    ``ready()`` is true: back-pressure for a subscription whose work another thread does.
+
+    The classifier's frames: while a frame is being classified, newer ones stay in the
+    middleware's depth-1 queue (IMAGE_SUB_QOS), replacing each other, and are neither taken
+    nor converted to Python; the frame taken next is the newest, as when the inference ran in
+    the callback, while the executor's thread stays free for parameters and services. Whoever
+    makes ``ready()`` true must then wake the executor (trigger a guard condition of the
+    node), or the entity waits for the executor's next wake-up. Uses the CallbackGroup
+    interface rclpy's executors call (``can_execute``, ``beginning_execution``,
+    ``ending_execution``), the same on Humble, Jazzy and Kilted.
+    """
+
+    def __init__(self, ready):
+        super().__init__()
+        self._ready = ready
+
+    def can_execute(self, entity) -> bool:
+        return self._ready()
+
+    def beginning_execution(self, entity) -> bool:
+        return self._ready()
+
+    def ending_execution(self, entity) -> None:
+        pass
 
 
 def subscribe_images(node: Node, callback, base: str = 'image_raw',
