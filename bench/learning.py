@@ -492,9 +492,10 @@ def run_active(d: Data, recipe, seed, epochs, tmp) -> list[dict]:
         pool_idx, test_idx = random_split(len(person.paths), 0.5, seed)
         pool, test = subset(person, pool_idx), subset(person, test_idx)
         mf0, facts = train(base, recipe, seed, epochs, tmp)
-        curves = {}
+        curves, chosen = {}, {}
         for strategy in ('uncertainty', 'random'):
             mf, used, curve = mf0, set(), [score(mf0, test)['accuracy']]
+            chosen[strategy] = []  # per round: how many of the chosen frames are of each class
             for rnd in range(ACTIVE_ROUNDS):
                 left = [i for i in range(len(pool.paths)) if i not in used]
                 rest = subset(pool, left)
@@ -506,14 +507,18 @@ def run_active(d: Data, recipe, seed, epochs, tmp) -> list[dict]:
                     picked = [left[i] for i in
                               torch.randperm(len(left), generator=g)[:ACTIVE_FRAMES].tolist()]
                 used.update(picked)
+                labels = [pool.class_names[int(pool.targets[i])] for i in picked]
+                chosen[strategy].append({c: labels.count(c) for c in pool.class_names})
                 data = concat([base, subset(pool, sorted(used))])
                 mf, _ = train(data, recipe, seed, ACTIVE_EPOCHS, tmp, parent=mf)
                 curve.append(score(mf, test)['accuracy'])
             curves[strategy] = curve
         runs.append(dict(facts, fold=name, pool=len(pool.paths), test=len(test.paths),
-                         curves=curves))
+                         curves=curves, chosen=chosen))
         log(f'active {name} seed {seed}: ' + ', '.join(
-            f'{s} ' + ' -> '.join(f'{a:.3f}' for a in c) for s, c in curves.items()))
+            f'{s} ' + ' -> '.join(f'{a:.3f}' for a in c) for s, c in curves.items())
+            + '; classes chosen per round: ' + ', '.join(
+                f'{s} {rounds}' for s, rounds in chosen.items()))
     return runs
 
 
