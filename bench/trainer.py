@@ -151,6 +151,10 @@ def plain_training(dataset_dir: Path, epochs: int, device: str) -> dict:
             'val_accuracy': accuracy}
 
 
+#: A goal's epochs above the largest max_epochs the trainer accepts (nodes/trainer.py).
+REJECTED_EPOCHS = 20000
+
+
 def node_training(ws: Workspace, epochs: int, cfg: Settings) -> dict:
     """One ``train`` goal of ``epochs`` epochs to a trainer node (module docstring).
 
@@ -165,10 +169,11 @@ def node_training(ws: Workspace, epochs: int, cfg: Settings) -> dict:
     feedback: list[tuple[float, int, int, int]] = []
     with GestureClient() as client, \
             node_graph(ws, ['trainer'], ws.dataset(), 'trainer', trainer=params) as graph:
-        # Not timed: a goal the trainer rejects (0 epochs is out of range) tells that its
-        # action server is up, so the timed goal below does not wait for discovery.
-        if client.send_train_goal(0, timeout=120.0) is not None:
-            raise BenchError('the trainer accepted a goal of 0 epochs')
+        # Not timed: a goal the trainer rejects (more epochs than its max_epochs, at most
+        # 10000; 0 means auto) tells that its action server is up, so the timed goal below
+        # does not wait for discovery.
+        if client.send_train_goal(REJECTED_EPOCHS, timeout=120.0) is not None:
+            raise BenchError(f'the trainer accepted a goal of {REJECTED_EPOCHS} epochs')
         cpu0, t0 = cpu_seconds(graph.pid('trainer')), time.monotonic()
         outcome = client.train(epochs, on_feedback=lambda fb: feedback.append(
             (time.monotonic(), fb.epoch, fb.batch, fb.batches)), timeout=1800.0)
