@@ -85,6 +85,8 @@ class Settings:
         collect_sizes: dataset sizes the collect section measures against (--collect-sizes).
         trainer_epochs: epochs timed, after one warm-up epoch (each side).
         startup_runs: classifier start-ups timed (and as many bare processes).
+        framepath_backend: the classifier backend of the framepath section
+            (--framepath-backend).
     """
 
     quick: bool
@@ -98,6 +100,7 @@ class Settings:
     collect_sizes: tuple[int, ...] = (100, 1000, 10000)
     trainer_epochs: int = 3
     startup_runs: int = 3
+    framepath_backend: str = 'onnxruntime'
 
     @classmethod
     def create(cls, quick: bool, device: str = 'cpu', **more) -> Settings:

@@ -9,7 +9,8 @@ executor thread with the frames inferred in a thread of their own, newest only
 
 - bare: ``Predictor.classify`` of both paths on the same 640x480 bgr8 frames, interleaved in
   blocks of 10 frames in this process: per-frame time and process CPU per frame;
-- node: the two classifier processes in turn (``backend: onnxruntime``), fed 640x480 bgr8
+- node: the two classifier processes in turn (``backend: onnxruntime``, or ``pytorch`` with
+  ``--framepath-backend pytorch``), fed 640x480 bgr8
   frames at 30 FPS (the camera node's encoding): latency p50 / p99 (receive - stamp), node CPU
   per prediction, and the round trip of ``get_parameters`` called every 50 ms during the window
   (target p99 <= 10 ms after).
@@ -36,7 +37,6 @@ from .legacy_classifier import legacy_frame_path
 from .report import Row, Target
 
 SECTION = 'framepath'
-BACKEND = 'onnxruntime'
 BLOCK = 10
 #: get_parameters period during the node window (s).
 PARAM_PERIOD_S = 0.05
@@ -46,8 +46,9 @@ def measure_bare(model_path, frames_bgr, cfg: Settings) -> dict:
     """Both frame paths interleaved, BLOCK frames each in turn, for ``cfg.bare_window_s``
     seconds per path after a warm-up."""
     with legacy_frame_path():
-        before = Predictor.from_file(model_path, 'cpu', CLASSES, backend=BACKEND)
-    after = Predictor.from_file(model_path, 'cpu', CLASSES, backend=BACKEND)
+        before = Predictor.from_file(model_path, 'cpu', CLASSES,
+                                     backend=cfg.framepath_backend)
+    after = Predictor.from_file(model_path, 'cpu', CLASSES, backend=cfg.framepath_backend)
     paths = {'before': before, 'after': after}
     times = {k: [] for k in paths}
     cpu = dict.fromkeys(paths, 0.0)
@@ -88,7 +89,8 @@ def _node_module(module: str | None):
 
 def measure_node(ws: Workspace, model_path, msgs, cfg: Settings, label: str,
                  module: str | None) -> dict:
-    params = {'model_path': str(model_path), 'device': 'cpu', 'backend': BACKEND}
+    params = {'model_path': str(model_path), 'device': 'cpu',
+              'backend': cfg.framepath_backend}
     with GestureClient() as client:
         node = client.node
         recorder = PredictionRecorder(client)
@@ -160,7 +162,7 @@ def run(ws: Workspace, cfg: Settings) -> SectionResult:
             'ratio', Target('<=', 'abs', 10.0)),
     ]
     for label, n in node.items():
-        if n['backend_parameter'] != BACKEND:
+        if n['backend_parameter'] != cfg.framepath_backend:
             rows[3].note = f'{label} node reports backend {n["backend_parameter"]!r}'
-    return SectionResult(rows, {'bare': bare, 'node': node,
+    return SectionResult(rows, {'backend': cfg.framepath_backend, 'bare': bare, 'node': node,
                                 'offered': '30 FPS of 640x480 bgr8 real photos'})

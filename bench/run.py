@@ -54,6 +54,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--collect-sizes', default='100,1000,10000', metavar='N,N,...',
                         help='dataset sizes the collect section measures against (default '
                         '100,1000,10000; empty: none)')
+    parser.add_argument('--framepath-backend', default='onnxruntime',
+                        choices=('onnxruntime', 'pytorch'),
+                        help='the classifier backend of the framepath section (default '
+                        'onnxruntime)')
     args = parser.parse_args(argv)
     try:
         args.collect_sizes = tuple(int(n) for n in args.collect_sizes.split(',') if n.strip())
@@ -97,7 +101,8 @@ def main(argv=None) -> int:
     if not SHARED_DATA.is_dir():
         print(f'bench: the shared data set {SHARED_DATA} is missing', file=sys.stderr)
         return 2
-    settings = Settings.create(args.quick, args.device, collect_sizes=args.collect_sizes)
+    settings = Settings.create(args.quick, args.device, collect_sizes=args.collect_sizes,
+                               framepath_backend=args.framepath_backend)
     names = [n for n in SECTIONS if not args.only or n in args.only]
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.monotonic()

@@ -4,9 +4,10 @@ gesture_classifier.core.classifier.
 
 Subscribes ``image_raw`` (sensor_msgs/Image; or ``image_raw/compressed``, JPEG or PNG, with
 ``image_transport: compressed``; sensor-data QoS, depth 1). Frames are classified in a thread
-of their own (core.worker.NewestWorker): while one frame is being classified newer ones
-replace each other, so the next one classified is always the newest, and the node's executor
-(one thread) answers parameter, service and diagnostics requests meanwhile)
+of their own (core.worker.NewestWorker), and the next frame is taken only when it is done
+(ros.topics.WhenReady): while one frame is being classified newer ones replace each other in
+the middleware's queue, so the next one classified is always the newest, and the node's
+executor (one thread) answers parameter, service and diagnostics requests meanwhile)
 and ``model`` (ModelInfo, latched, from the trainer). Publishes ``predictions`` (Prediction:
 calibrated probabilities, ``ood_score`` and ``trusted``) with the header of the classified
 image, only ever for new frames (when the camera stops, the predictions stop and the node logs
