@@ -4,8 +4,9 @@ Before (bench/legacy_classifier.py): the whole frame's channels reordered, then 
 float input per frame; ONNX Runtime ``session.run`` with new input and output arrays; the node
 spun by one thread. After (the product): resize first and reorder the small result, one input
 buffer reused, ONNX Runtime I/O binding with a preallocated output, the node spun by one
-executor thread with the frames inferred in a thread of their own, newest only
-(core.worker.NewestWorker; until 2026-12-06 a three-thread MultiThreadedExecutor).
+executor thread with the frames inferred in a thread of their own that takes the next frame
+only when done (core.worker.NewestWorker, ros.topics.WhenReady; until 2026-12-06 a
+three-thread MultiThreadedExecutor).
 
 - bare: ``Predictor.classify`` of both paths on the same 640x480 bgr8 frames, interleaved in
   blocks of 10 frames in this process: per-frame time and process CPU per frame;

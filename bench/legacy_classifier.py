@@ -49,7 +49,6 @@ class InlineFrames:
     """core.worker.NewestWorker's interface, handling each frame in the thread that puts it
     (the node's executor thread), as the classifier did before issue 22."""
 
-    replaced = 0
     idle = True
 
     def __init__(self, handle, name='', on_idle=None):

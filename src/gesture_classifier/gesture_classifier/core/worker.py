@@ -32,8 +32,9 @@ class NewestWorker(Generic[T]):
 
     ``handle`` runs in one thread, one item at a time, in the order the items were put (minus
     the replaced ones); ``on_idle()`` (if given) is called in that thread each time it has
-    handled an item and no newer one is waiting. An exception it raises is logged (with its traceback, at most once per
-    kind of exception) and counted in :attr:`failures`; the thread goes on with the next item.
+    handled an item and no newer one is waiting. An exception ``handle`` raises is logged
+    (with its traceback, at most once per kind of exception) and counted in
+    :attr:`failures`; the thread goes on with the next item.
 
     Attributes (read by any thread; written under the worker's lock):
         handled: items handle() returned for or raised on.

@@ -51,7 +51,8 @@ class WhenReady(CallbackGroup):
     makes ``ready()`` true must then wake the executor (trigger a guard condition of the
     node), or the entity waits for the executor's next wake-up. Uses the CallbackGroup
     interface rclpy's executors call (``can_execute``, ``beginning_execution``,
-    ``ending_execution``), the same on Humble, Jazzy and Kilted.
+    ``ending_execution``); tested with the Kilted and Jazzy wheels (test/unit/test_topics.py),
+    not run on Humble.
     """
 
     def __init__(self, ready):
