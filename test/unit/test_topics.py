@@ -47,7 +47,7 @@ def test_a_subscription_in_when_ready_takes_only_when_ready_and_then_the_newest(
         wait_for(lambda: pub.get_subscription_count() == 2, 'subscribers matched')
         for i in range(1, 6):  # not ready: published and heard, never taken by the gated one
             pub.publish(Int32(data=i))
-            wait_for(lambda: heard and heard[-1] == i, f'message {i} heard')
+            wait_for(lambda i=i: heard and heard[-1] == i, f'message {i} heard')
         assert got == []
         ready.set()
         wake.trigger()  # what NewestWorker's on_idle does in the classifier
