@@ -43,6 +43,10 @@ def generate_launch_description():
                               description='Parameter file of the nodes'),
         DeclareLaunchArgument('namespace', default_value='',
                               description='Namespace of the nodes and their topics'),
+        # launch's own setting (default 5 s): how long after Ctrl-C's SIGINT it waits before
+        # SIGTERM. A node bounds its clean-up to SHUTDOWN_TIMEOUT_S (8 s, ros/runtime.py).
+        DeclareLaunchArgument('sigterm_timeout', default_value='10',
+                              description='Seconds between SIGINT and SIGTERM at shutdown'),
         *switches,
         *nodes,
     ])

@@ -25,6 +25,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -155,20 +156,21 @@ def wait_for_nodes(proc, names, log: Path, timeout: float = 180.0) -> dict[str, 
 
 def stop_with_ctrl_c(proc, pids: dict[str, int], log: Path) -> None:
     """SIGINT to ``ros2 launch``, as Ctrl-C does: it exits 0 and every node process is gone
-    within 10 s, none killed (launch escalates to SIGTERM after 5 s: its log would say so)."""
+    within 15 s, none killed (our launch file has launch escalate to SIGTERM after 10 s, each node
+    bounds its clean-up to SHUTDOWN_TIMEOUT_S = 8 s: the log would say so)."""
     import psutil
     nodes = [psutil.Process(pid) for pid in pids.values()]
     start = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    _, alive = psutil.wait_procs(nodes, timeout=4.0)
+    _, alive = psutil.wait_procs(nodes, timeout=6.0)
     for p in alive:  # stuck: its threads' Python stacks into the log (faulthandler, run_node)
         with contextlib.suppress(psutil.Error):
             p.send_signal(signal.SIGUSR1)
     try:
-        code = proc.wait(max(0.1, 10 - (time.monotonic() - start)))
+        code = proc.wait(max(0.1, 15 - (time.monotonic() - start)))
     except subprocess.TimeoutExpired:
         code = None
-    _, alive = psutil.wait_procs(nodes, timeout=max(0.1, 10 - (time.monotonic() - start)))
+    _, alive = psutil.wait_procs(nodes, timeout=max(0.1, 15 - (time.monotonic() - start)))
     text = log.read_text()
     assert code == 0, f'ros2 launch exited {code}:\n{text[-8000:]}'
     assert not alive, f'still running after Ctrl-C: {alive}'
@@ -185,14 +187,35 @@ def ros2(command: str, timeout: float = 180.0, retry_for: float = 0.0,
     node yet; the collector may not have its first frame yet)."""
     deadline = time.monotonic() + retry_for
     while True:
-        r = subprocess.run(shlex.split(command), capture_output=True, text=True,
-                           timeout=timeout)
+        try:
+            r = subprocess.run(shlex.split(command), capture_output=True, text=True,
+                               timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            if not echo_printed_then_hung(command, exc):
+                raise
+            return exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout
         out = r.stdout + r.stderr
         done = r.returncode == 0 and not (retry_on and retry_on in out)
         if done or time.monotonic() > deadline:
             assert r.returncode == 0, f'{command!r} exited {r.returncode}:\n{out[-3000:]}'
             return out
         time.sleep(1.0)  # pacing the retries of a discovery-dependent command, not a wait
+
+
+def echo_printed_then_hung(command: str, exc: subprocess.TimeoutExpired) -> bool:
+    """True where ``ros2 topic echo --once`` printed its whole message (the ``---`` that ends it)
+    and then did not exit. Seen once on Jazzy in CI (2026-12-06): ros2cli's own process blocked
+    tearing down its node after printing, while every node of ours kept answering. That is the
+    tool's teardown, not what the line checks: the printed message is checked as usual, and the
+    hang is reported on stderr so that the log shows it."""
+    out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or '')
+    if not (command.startswith('ros2 topic echo') and '--once' in command):
+        return False
+    if not out.rstrip().endswith('---'):
+        return False
+    print(f'warning: {command!r} printed its message, then did not exit within '
+          f'{exc.timeout} s (ros2cli teardown); its output is used', file=sys.stderr)
+    return True
 
 
 def expected(command: str) -> str:
@@ -206,7 +229,7 @@ def test_readme_launch_and_ros2_lines(tmp_path_factory):
     """The README's first launch line (all nodes and the page) with the test's parameter file;
     then every ``ros2`` line of its teaching block, verbatim, each printing what it should
     (collect twice, train with feedback, evaluate, a prediction, the dataset state, a camera
-    parameter set); then Ctrl-C: exit 0, every node finished cleanly within 10 s."""
+    parameter set); then Ctrl-C: exit 0, every node finished cleanly within 15 s."""
     tmp = graph_root(tmp_path_factory, 'launch')
     launch_lines = readme_block('launch')
     commands = readme_block('commands')

@@ -24,9 +24,11 @@ from .middleware import use_large_message_profile
 __all__ = ['set_process_defaults', 'run_node', 'RosLogHandler', 'SHUTDOWN_TIMEOUT_S']
 
 #: Seconds a node process may take to clean up after Ctrl-C / shutdown (destroy the node, shut
-#: rclpy down) before it dumps its threads' stacks and exits 1. Below `ros2 launch`'s 5 s
-#: SIGINT grace period, so launch never needs SIGTERM or SIGKILL.
-SHUTDOWN_TIMEOUT_S = 4.0
+#: rclpy down) before it dumps its threads' stacks and exits 1. Normally a few tens of ms; on
+#: Jazzy (Fast DDS 2.14) with the whole graph stopping at once on 2 loaded cores, destroying the
+#: middleware entities was seen to take more than 2 s. Below the SIGINT grace period our launch
+#: file gives `ros2 launch` (``sigterm_timeout``, 10 s), so launch never needs SIGTERM/SIGKILL.
+SHUTDOWN_TIMEOUT_S = 8.0
 
 
 def set_process_defaults(environ: MutableMapping[str, str] = os.environ) -> None:
@@ -105,7 +107,7 @@ def run_node(factory: Callable[[], Node], args=None, executor_factory=SingleThre
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         # The clean-up is bounded: should it block (a CI run saw a node ignore Ctrl-C and then
         # SIGTERM until `ros2 launch` killed it), every thread's stack goes to stderr and the
-        # process exits 1 within SHUTDOWN_TIMEOUT_S, before launch escalates (5 s).
+        # process exits 1 within SHUTDOWN_TIMEOUT_S, before launch escalates (10 s).
         faulthandler.dump_traceback_later(SHUTDOWN_TIMEOUT_S, exit=True)
         if node is not None:
             node.destroy_node()
