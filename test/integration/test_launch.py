@@ -190,32 +190,32 @@ def ros2(command: str, timeout: float = 180.0, retry_for: float = 0.0,
         try:
             r = subprocess.run(shlex.split(command), capture_output=True, text=True,
                                timeout=timeout)
+            code, out = r.returncode, r.stdout + r.stderr
         except subprocess.TimeoutExpired as exc:
-            if not echo_printed_then_hung(command, exc):
+            out = hung_echo_output(command, exc)
+            if out is None:
                 raise
-            return exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout
-        out = r.stdout + r.stderr
-        done = r.returncode == 0 and not (retry_on and retry_on in out)
+            code = 0
+        done = code == 0 and not (retry_on and retry_on in out)
         if done or time.monotonic() > deadline:
-            assert r.returncode == 0, f'{command!r} exited {r.returncode}:\n{out[-3000:]}'
+            assert code == 0, f'{command!r} exited {code}:\n{out[-3000:]}'
             return out
         time.sleep(1.0)  # pacing the retries of a discovery-dependent command, not a wait
 
 
-def echo_printed_then_hung(command: str, exc: subprocess.TimeoutExpired) -> bool:
-    """True where ``ros2 topic echo --once`` printed its whole message (the ``---`` that ends it)
-    and then did not exit. Seen once on Jazzy in CI (2026-12-06): ros2cli's own process blocked
-    tearing down its node after printing, while every node of ours kept answering. That is the
-    tool's teardown, not what the line checks: the printed message is checked as usual, and the
-    hang is reported on stderr so that the log shows it."""
+def hung_echo_output(command: str, exc: subprocess.TimeoutExpired) -> str | None:
+    """What ``ros2 topic echo --once`` printed, where it printed its whole message (the ``---``
+    that ends it) and then did not exit; else None. Seen once on Jazzy in CI (2026-12-06):
+    ros2cli's own process blocked tearing down its node after printing. That is the tool's
+    teardown, not what the line checks: the printed message is checked as usual, and the hang is
+    reported on stderr so that the log shows it."""
     out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or '')
-    if not (command.startswith('ros2 topic echo') and '--once' in command):
-        return False
-    if not out.rstrip().endswith('---'):
-        return False
+    if not (command.startswith('ros2 topic echo') and '--once' in command
+            and out.rstrip().endswith('---')):
+        return None
     print(f'warning: {command!r} printed its message, then did not exit within '
           f'{exc.timeout} s (ros2cli teardown); its output is used', file=sys.stderr)
-    return True
+    return out
 
 
 def expected(command: str) -> str:

@@ -25,7 +25,7 @@ __all__ = ['set_process_defaults', 'run_node', 'RosLogHandler', 'SHUTDOWN_TIMEOU
 
 #: Seconds a node process may take to clean up after Ctrl-C / shutdown (destroy the node, shut
 #: rclpy down) before it dumps its threads' stacks and exits 1. Normally a few tens of ms; on
-#: Jazzy (Fast DDS 2.14) with the whole graph stopping at once on 2 loaded cores, destroying the
+#: Jazzy (Fast DDS) with the whole graph stopping at once on 2 loaded cores, destroying the
 #: middleware entities was seen to take more than 2 s. Below the SIGINT grace period our launch
 #: file gives `ros2 launch` (``sigterm_timeout``, 10 s), so launch never needs SIGTERM/SIGKILL.
 SHUTDOWN_TIMEOUT_S = 8.0
