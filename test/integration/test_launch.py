@@ -225,6 +225,18 @@ def expected(command: str) -> str:
     raise AssertionError(f'README line without an expected output in this test: {command}')
 
 
+#: What `ros2 topic echo` prints, before the messages, when the middleware reports messages
+#: lost to its subscription (ros2topic.verb.echo._message_lost_event_callback; seen on Jazzy
+#: for /predictions while the machine was loaded): its own report, not a message.
+LOST_REPORT = re.compile(r'A message was lost!!!\n\ttotal count change:\d+\n\ttotal count: '
+                         r'\d+---\n')
+
+
+def without_lost_reports(out: str) -> str:
+    """``ros2 topic echo`` output without its lost-message reports."""
+    return LOST_REPORT.sub('', out)
+
+
 def test_readme_launch_and_ros2_lines(tmp_path_factory):
     """The README's first launch line (all nodes and the page) with the test's parameter file;
     then every ``ros2`` line of its teaching block, verbatim, each printing what it should
@@ -252,7 +264,7 @@ def test_readme_launch_and_ros2_lines(tmp_path_factory):
         train = next(o for c, o in outputs.items() if '/train' in c)
         assert 'Feedback:' in train and 'success: true' in train, train[-3000:]
         label = next(o for c, o in outputs.items() if '/predictions' in c)
-        assert label.split()[0] in CLASSES, label
+        assert without_lost_reports(label).split()[0] in CLASSES, label
         assert (tmp / 'data' / 'thumbs' / 'models' / 'resnet18.pt').is_file()
         stop_with_ctrl_c(proc, pids, log)
 
