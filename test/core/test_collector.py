@@ -167,6 +167,34 @@ def test_a_burst_saves_new_frames_only(col, thumbs_images):
     assert col.count('thumbs_down') == 3
 
 
+def test_a_burst_begun_without_waiting_ends_by_the_frames_offered_in_the_same_thread(
+        col, thumbs_images):
+    """What the collector node does on its one executor thread: begin the burst, keep offering
+    frames, and answer when the recording's done callback fires."""
+    col.offer(frame(thumbs_images['thumbs_up'][0], 1))
+    rec = col.begin_collect('thumbs_up', 2, 0.0)
+    ended = []
+    rec.add_done_callback(lambda: ended.append(rec.reason))
+    assert rec.running and not ended
+    assert col.begin_collect('thumbs_up', 2, 0.0).message.startswith('a recording under')
+    now = time.monotonic()
+    for i in range(2):
+        col.offer(frame(thumbs_images['thumbs_up'][i + 1], 10 + i), now=now + i)
+    assert ended == ['saved all 2 frames']
+    answer = col.burst_answer(rec)
+    assert answer.success and answer.saved == 2 and col.count('thumbs_up') == 2
+    assert col._recording is None  # another collect may start
+    assert col.begin_collect('nope', 3).message.startswith('unknown label')
+
+
+def test_a_burst_that_is_answered_early_is_stopped(col, thumbs_images):
+    col.offer(frame(thumbs_images['thumbs_up'][0], 1))
+    rec = col.begin_collect('thumbs_up', 5, 0.0)
+    answer = col.burst_answer(rec)
+    assert not answer.success and answer.saved == 0 and 'stopped' in answer.message
+    assert not rec.running and col._recording is None
+
+
 def compressed(data: bytes, fmt: str = 'jpeg'):
     """A sensor_msgs/CompressedImage-like message."""
     header = SimpleNamespace(stamp=SimpleNamespace(sec=1, nanosec=0), frame_id='camera')

@@ -84,3 +84,15 @@ def test_never_the_same_content_twice_even_under_new_stamps():
             saved.append(digest)
     assert saved == ['photo0', 'photo1', 'photo2']
     assert rec.running
+
+
+def test_done_callbacks_run_once_when_it_ends_or_at_once_when_it_has():
+    rec = _rec(max_count=1)
+    calls = []
+    rec.add_done_callback(lambda: calls.append('early'))
+    assert calls == []
+    rec.saved(Path('/d/1.jpg'), 1, 100.0)  # the last frame ends it
+    rec.finish('stopped')  # a second end changes nothing and calls nothing again
+    assert calls == ['early'] and rec.reason == 'saved all 1 frames'
+    rec.add_done_callback(lambda: calls.append('late'))
+    assert calls == ['early', 'late']

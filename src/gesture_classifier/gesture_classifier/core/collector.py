@@ -287,7 +287,23 @@ class Collector:
     # -- requests ------------------------------------------------------------------------
     def collect(self, label: str, count: int = 0, interval: float = 0.0) -> Answer:
         """Store the newest frame under ``label`` (``count`` > 1: a burst of that many new
-        frames at least ``interval`` s apart; the answer comes when it has ended)."""
+        frames at least ``interval`` s apart; the answer comes when it has ended, so this
+        blocks while frames are offered from another thread)."""
+        started = self.begin_collect(label, count, interval)
+        if isinstance(started, Answer):
+            return started
+        while not started.wait(0.05):
+            started.check(time.monotonic())
+        return self.burst_answer(started)
+
+    def begin_collect(self, label: str, count: int = 0,
+                      interval: float = 0.0) -> Answer | Recording:
+        """:meth:`collect` without waiting: the Answer of a single collect or of a refusal,
+        or, for a burst (``count`` > 1), its running Recording. The frames the burst saves
+        come through :meth:`offer` and :meth:`check_recording` ends it at its limits; when it
+        has ended (``Recording.add_done_callback``), :meth:`burst_answer` gives the answer.
+        A node that serves ``collect`` from one executor thread awaits the end instead of
+        blocking the thread that delivers the frames."""
         error = self._check_label(label)
         if error:
             return self._refuse(error)
@@ -295,11 +311,15 @@ class Collector:
             rec = self._start_recording(label, count, interval, 0.0)
             if isinstance(rec, str):
                 return self._refuse(rec, label)
-            while not rec.wait(0.05):
-                rec.check(time.monotonic())
-            self._end_recording(rec)
-            return self._recording_answer(rec)
+            return rec
         return self._rate_limited(label, lambda: self._collect_one(label))
+
+    def burst_answer(self, rec: Recording) -> Answer:
+        """The answer of the burst ``rec`` of :meth:`begin_collect` (it is ended first if it
+        still runs: stopped)."""
+        rec.finish('stopped')
+        self._end_recording(rec)
+        return self._recording_answer(rec)
 
     def add_sample(self, label: str, msg) -> Answer:
         """Store the image ``msg`` (sensor_msgs/CompressedImage, JPEG or PNG, or Image: e.g. a

@@ -51,6 +51,8 @@ class Recording:
     _last_frame: float = -math.inf
     _digests: set = field(default_factory=set, repr=False)
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
+    _on_done: list = field(default_factory=list, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self):
         if self.max_count < 1:
@@ -96,10 +98,24 @@ class Recording:
                         'camera running?', failed=True)
 
     def finish(self, reason: str, failed: bool = False) -> None:
-        """End it (the first reason given stays)."""
-        if self.running:
+        """End it (the first reason given stays) and call the done callbacks, in the thread
+        that ends it."""
+        with self._lock:
+            if not self.running:
+                return
             self.reason, self.failed = reason, failed
             self._done.set()
+            callbacks, self._on_done = self._on_done, []
+        for callback in callbacks:
+            callback()
+
+    def add_done_callback(self, callback) -> None:
+        """Call ``callback()`` (no arguments) once the recording has ended: now, if it has."""
+        with self._lock:
+            if self.running:
+                self._on_done.append(callback)
+                return
+        callback()
 
     def wait(self, timeout: float) -> bool:
         """Block up to ``timeout`` s; True when it has ended."""

@@ -30,12 +30,13 @@ import re
 from gesture_interfaces.msg import DatasetState, SampleFile
 from gesture_interfaces.srv import (AddSample, Collect, DeleteSamples, GetSamples, ListSamples,
                                     Record, RestoreSamples, UndoCollect)
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
+from rclpy.task import Future
 
 from ..core.collector import Collector, CollectorSettings
 from ..core.datasync import MAX_PAGE, DigestCache, list_samples, read_samples
+from ..core.recording import Recording
 from ..core.tasks import LABEL_PATTERN
 from ..ros.diagnostics import OK, WARN, updater_for
 from ..ros.messages import dataset_state, to_msg
@@ -79,8 +80,13 @@ class CollectorNode(Node):
             'max_frame_age', 'max_collect_rate', 'max_burst', 'max_record_duration',
             'trash_max_age', 'trash_max_files')})
         self._state_pub = self.create_publisher(DatasetState, 'dataset', LATCHED_QOS)
-        frames, services = MutuallyExclusiveCallbackGroup(), ReentrantCallbackGroup()
-        topic = subscribe_images(self, self._on_image, callback_group=frames)
+        # One executor thread serves everything (rclpy's MultiThreadedExecutor cost about 15 %
+        # of a core just receiving 30 frames/s here: docs/benchmarks.md); a burst's answer is
+        # awaited (_on_collect), so that thread keeps delivering the frames it saves. The
+        # services are reentrant: a pending burst holds its callback group until it answers,
+        # which in the node's default (mutually exclusive) group would stop the frames.
+        services = ReentrantCallbackGroup()
+        topic = subscribe_images(self, self._on_image)
         self.collector = Collector(self.task, settings, topic, self._publish_state)
         for srv, name, handler in (
                 (Collect, 'collect', self._on_collect), (Record, 'record', self._on_record),
@@ -93,10 +99,9 @@ class CollectorNode(Node):
             self.create_service(srv, name, handler, callback_group=services)
         self._digests = DigestCache()
         self.samples_served = 0
-        self.create_timer(0.1, self.collector.check_recording, callback_group=frames)
+        self.create_timer(0.1, self.collector.check_recording)
         if p['state_period'] > 0:
-            self.create_timer(p['state_period'], self.collector.refresh,
-                              callback_group=frames)
+            self.create_timer(p['state_period'], self.collector.refresh)
         updater_for(self, str(self.task.dataset_dir)).add('dataset', self._diagnose)
         self.collector.prune()
         self.collector.publish_state(force=True)
@@ -122,9 +127,14 @@ class CollectorNode(Node):
         return stat
 
     # -- services: each a call of the collector, its Answer converted to the response --------
-    def _on_collect(self, request, response):
-        return to_msg(self.collector.collect(request.label, request.count, request.interval),
-                      Collect.Response)
+    async def _on_collect(self, request, response):
+        answer = self.collector.begin_collect(request.label, request.count, request.interval)
+        if isinstance(answer, Recording):  # a burst: the frames arrive while this awaits
+            ended = Future()
+            answer.add_done_callback(lambda: ended.set_result(True))
+            await ended
+            answer = self.collector.burst_answer(answer)
+        return to_msg(answer, Collect.Response)
 
     def _on_add_sample(self, request, response):
         return to_msg(self.collector.add_sample(request.label, request.image),
@@ -194,8 +204,7 @@ class CollectorNode(Node):
 
 
 def main(args=None):
-    run_node(CollectorNode, args,
-             executor_factory=lambda: MultiThreadedExecutor(num_threads=4))
+    run_node(CollectorNode, args)
 
 
 if __name__ == '__main__':
