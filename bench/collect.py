@@ -12,6 +12,11 @@ atomic write) of the same 640x480 frames in this process, with no node running.
 
 Target: p99 <= 100 ms.
 
+Then the collector's own cost of receiving the camera while it is not collecting, and one burst,
+under the executor it used before (bench/legacy_collector.py: rclpy's 4-thread
+MultiThreadedExecutor) and under the product's one executor thread, in turn
+(:func:`measure_idle`).
+
 Then the same against datasets of 100, 1,000 and 10,000 samples (``--collect-sizes``): per size
 a camera (the video at 30 / sizes FPS) and a collector, no classifier (the figure is the
 collector's), each pair in its own namespace and all running at once, the calls made to each
@@ -33,14 +38,17 @@ import uuid
 from pathlib import Path
 
 import cv2
+from sensor_msgs.msg import Image
 
 from gesture_classifier.core.dataset import encode_sample, save_sample
+from gesture_classifier.core.imaging import array_to_image_fields
 from gesture_classifier.core.samples import DatasetIndex, summarize
 from gesture_classifier.core.tasks import Task
 from gesture_classifier.ros.client import GestureClient
 
-from .common import (CLASSES, FRAME_RATE, TASK, PredictionRecorder, SectionResult, Settings,
-                     Workspace, log, node_graph, wait_until)
+from .common import (CLASSES, FRAME_RATE, TASK, FramePublisher, PredictionRecorder,
+                     SectionResult, Settings, Workspace, cpu_seconds, log, node_graph,
+                     node_module, wait_until)
 from .common import summarize as summarize_times
 from .report import Row, Target
 
@@ -106,6 +114,44 @@ def measure_node(ws: Workspace, calls: int) -> dict:
     return {'latency_ms': summarize_times(times), 'calls': calls, 'failed': len(failures),
             'failures': sorted(set(failures))[:5], 'interval_s': period,
             'classifier_fps_during': classified / window}
+
+
+def measure_idle(ws: Workspace, window_s: float, burst: int = 10) -> dict:
+    """The collector's own cost of receiving the camera, and one burst, under each executor.
+
+    Per node (bench.legacy_collector = rclpy's 4-thread MultiThreadedExecutor, the product =
+    one executor thread), in turn: the collector alone, fed 640x480 bgr8 frames at 30 FPS from
+    this process (FramePublisher); its process CPU over ``window_s`` s of not collecting (ms
+    per frame published, and % of one core), then the wall time of one ``collect`` burst of
+    ``burst`` frames (at least 1 / max_collect_rate s apart: the floor is
+    (burst - 1) / max_collect_rate s)."""
+    frames = [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in ws.frames()]
+    msgs = [Image(**array_to_image_fields(f, 'bgr8')) for f in frames]
+    result = {}
+    for label, module in (('before', 'bench.legacy_collector'), ('after', None)):
+        data_dir = ws.root / f'collect-idle-{label}'
+        with GestureClient() as client, FramePublisher(client.node, msgs) as publisher, \
+                node_module(module, 'collector'), \
+                node_graph(ws, ['collector'], data_dir, f'collect-idle-{label}',
+                           collector={'max_collect_rate': MAX_COLLECT_RATE}) as graph:
+            client.collect(CLASSES[0], timeout=60.0, wait_for_frame=60.0)  # up and receiving
+            graph.sleep(1.0)
+            pid, clock = graph.pid('collector'), client.node.get_clock()
+            t0, cpu0 = clock.now().nanoseconds, cpu_seconds(pid)
+            graph.sleep(window_s)
+            t1, cpu1 = clock.now().nanoseconds, cpu_seconds(pid)
+            offered = len(publisher.between(t0, t1))
+            start = time.perf_counter()
+            answer = client.collect(CLASSES[1], count=burst, timeout=60.0)
+            burst_s = time.perf_counter() - start
+            graph.check()
+        window = (t1 - t0) / 1e9
+        result[label] = {'window_s': window, 'frames_offered': offered,
+                         'cpu_ms_per_frame': (cpu1 - cpu0) / offered * 1e3 if offered else None,
+                         'core_share': (cpu1 - cpu0) / window,
+                         'burst_s': burst_s, 'burst_saved': answer.saved,
+                         'burst_message': answer.message}
+    return {'burst': burst, 'burst_floor_s': (burst - 1) / MAX_COLLECT_RATE, **result}
 
 
 def synthesize(ws: Workspace, size: int) -> Path:
@@ -212,6 +258,20 @@ def run(ws: Workspace, cfg: Settings) -> SectionResult:
         Row(SECTION, 'classifier throughput meanwhile', '/s', node['classifier_fps_during'],
             note='predictions/s the classifier published while collect was being called'),
     ]
+    log(f'collect: the collector idle at 30 FPS and one burst, before/after, '
+        f'{2 * cfg.camera_window_s:g} s')
+    idle = measure_idle(ws, cfg.camera_window_s)
+    b, a = idle['before'], idle['after']
+    rows += [
+        Row(SECTION, 'collector CPU per camera frame, not collecting', 'ms',
+            a['cpu_ms_per_frame'], b['cpu_ms_per_frame'], 'before node (4-thread executor)',
+            'ratio', note=f'{a["core_share"]:.1%} of a core after, {b["core_share"]:.1%} '
+            'before (30 FPS of 640x480 bgr8)'),
+        Row(SECTION, f'burst of {idle["burst"]}: wall time', 's', a['burst_s'], b['burst_s'],
+            'before node (4-thread executor)', 'ratio',
+            note=f'floor {idle["burst_floor_s"]:g} s (max_collect_rate); saved '
+            f'{a["burst_saved"]} after, {b["burst_saved"]} before'),
+    ]
     scaling = []
     if cfg.collect_sizes:
         log(f'collect: {calls} calls to each of collectors with datasets of '
@@ -241,4 +301,4 @@ def run(ws: Workspace, cfg: Settings) -> SectionResult:
             if m['failed']:
                 rows.append(Row(SECTION, f'{n}: calls failed', 'calls', m['failed'], calls,
                                 'calls made', 'ratio', note='; '.join(m['failures'])))
-    return SectionResult(rows, {'node': node, 'bare': bare, 'scaling': scaling})
+    return SectionResult(rows, {'node': node, 'bare': bare, 'idle': idle, 'scaling': scaling})

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+import unittest.mock
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from rcl_interfaces.srv import GetParameters
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
+from gesture_classifier.tools import bringup
 from gesture_classifier.tools.bringup import NodeGroup, default_params_file
 from gesture_classifier.ros.client import wait_future
 from gesture_classifier.core.dataset import list_images
@@ -356,6 +358,23 @@ def node_graph(ws: Workspace, names: list[str], data_dir: Path, log_name: str,
                        overrides=overrides(data_dir, names, **per_node),
                        stdout=out, stderr=out) as group:
             yield Graph(group, log_path, started, started_wall)
+
+
+@contextlib.contextmanager
+def node_module(module: str | None, name: str):
+    """While in the block, node ``name`` starts from ``python -m module`` instead of its own
+    module (a bench's "before" node, such as bench.legacy_classifier); None: its own."""
+    if module is None:
+        yield
+        return
+    real = bringup.node_command
+
+    def command(node, files, namespace=''):
+        cmd = real(node, files, namespace)
+        return [module if node == name and c == bringup.ALL_NODES[name] else c for c in cmd]
+
+    with unittest.mock.patch.object(bringup, 'node_command', command):
+        yield
 
 
 def wait_until(predicate, timeout: float, what: str, graph: Graph | None = None,

@@ -19,8 +19,6 @@ three-thread MultiThreadedExecutor).
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
-from unittest import mock
 
 import numpy as np
 from rcl_interfaces.srv import GetParameters
@@ -29,11 +27,10 @@ from sensor_msgs.msg import Image
 from gesture_classifier.core.imaging import array_to_image_fields
 from gesture_classifier.core.inference import Predictor
 from gesture_classifier.ros.client import GestureClient, wait_future
-from gesture_classifier.tools import bringup
 
 from .common import (CLASSES, FramePublisher, PredictionRecorder, SectionResult, Settings,
-                     Workspace, cpu_seconds, log, node_graph, node_parameter, summarize,
-                     wait_until)
+                     Workspace, cpu_seconds, log, node_graph, node_module, node_parameter,
+                     summarize, wait_until)
 from .legacy_classifier import legacy_frame_path
 from .report import Row, Target
 
@@ -72,22 +69,6 @@ def measure_bare(model_path, frames_bgr, cfg: Settings) -> dict:
             for name in paths}
 
 
-@contextmanager
-def _node_module(module: str | None):
-    """Start the classifier from ``module`` instead of its own (the legacy node)."""
-    if module is None:
-        yield
-        return
-    real = bringup.node_command
-
-    def command(name, files, namespace=''):
-        cmd = real(name, files, namespace)
-        return [module if c == bringup.ALL_NODES[name] else c for c in cmd]
-
-    with mock.patch.object(bringup, 'node_command', command):
-        yield
-
-
 def measure_node(ws: Workspace, model_path, msgs, cfg: Settings, label: str,
                  module: str | None) -> dict:
     params = {'model_path': str(model_path), 'device': 'cpu',
@@ -96,7 +77,7 @@ def measure_node(ws: Workspace, model_path, msgs, cfg: Settings, label: str,
         node = client.node
         recorder = PredictionRecorder(client)
         clock = node.get_clock()
-        with _node_module(module), FramePublisher(node, msgs) as publisher, \
+        with node_module(module, 'classifier'), FramePublisher(node, msgs) as publisher, \
                 node_graph(ws, ['classifier'], ws.root / f'framepath-{label}',
                            f'classifier-framepath-{label}', classifier=params) as graph:
             running = node_parameter(node, 'classifier', 'backend', timeout=120)
