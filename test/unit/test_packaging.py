@@ -89,6 +89,17 @@ def test_bringup_overrides_parse_yaml_values():
         parse_overrides(['rate=1'])
 
 
+def _run(coroutine):
+    """The value of a service callback coroutine that answers without awaiting (as a
+    refused or single-frame collect does; only a burst awaits its recording)."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    raise AssertionError('the callback awaited: it did not answer at once')
+
+
 @pytest.mark.graph
 def test_label_pattern_parameter_narrows_and_never_widens(tmp_path):
     from gesture_interfaces.srv import Collect
@@ -99,7 +110,8 @@ def test_label_pattern_parameter_narrows_and_never_widens(tmp_path):
                      'label_pattern:=(thumbs_up|\\.\\./x)'], context=ctx)
     try:
         node = CollectorNode(context=ctx)
-        answers = {label: node._on_collect(Collect.Request(label=label), Collect.Response())
+        answers = {label: _run(node._on_collect(Collect.Request(label=label),
+                                                Collect.Response()))
                    for label in ('thumbs_up', 'thumbs_down', '../x')}
         node.destroy_node()
     finally:

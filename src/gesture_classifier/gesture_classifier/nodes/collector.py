@@ -80,9 +80,9 @@ class CollectorNode(Node):
             'max_frame_age', 'max_collect_rate', 'max_burst', 'max_record_duration',
             'trash_max_age', 'trash_max_files')})
         self._state_pub = self.create_publisher(DatasetState, 'dataset', LATCHED_QOS)
-        # One executor thread serves everything (rclpy's MultiThreadedExecutor cost about 15 %
-        # of a core just receiving 30 frames/s here: docs/benchmarks.md); a burst's answer is
-        # awaited (_on_collect), so that thread keeps delivering the frames it saves. The
+        # One executor thread serves everything (rclpy's 4-thread MultiThreadedExecutor cost
+        # 39 % of a core just receiving 30 frames/s here, this 5 %: docs/benchmarks.md); a
+        # burst's answer is awaited (_on_collect), so that thread keeps delivering its frames. The
         # services are reentrant: a pending burst holds its callback group until it answers,
         # which in the node's default (mutually exclusive) group would stop the frames.
         services = ReentrantCallbackGroup()
