@@ -647,7 +647,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help=f'recipe preset (default {DEFAULT_RECIPE}; {", ".join(RECIPES)})')
     parser.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
                         help='change a field of the recipe (as the trainer\'s recipe.<field> '
-                             'parameters), e.g. --set train_from=layer2; repeatable')
+                             'parameters, and crop_scale=LOW,HIGH), e.g. --set '
+                             'train_from=layer2; repeatable')
     parser.add_argument('--input-size', type=int, default=PreprocessSpec().input_size,
                         help='side of the network input in pixels (default %(default)s)')
     parser.add_argument('--seeds', default='0,1,2', help='comma-separated seeds (0,1,2)')
@@ -705,13 +706,23 @@ def main(argv=None) -> int:
     return 0
 
 
+#: Recipe fields the bench's --set changes besides the trainer's recipe.<field> parameters
+#: (they exist in code only: core.training.Recipe).
+BENCH_ONLY_SETTINGS = ('crop_scale',)
+
+
 def _override(recipe: Recipe, text: str) -> tuple[str, object]:
     """'FIELD=VALUE' as (field, value of the field's type in ``recipe``); raises ValueError."""
     field, sep, value = text.partition('=')
-    if not sep or field not in RECIPE_SETTINGS:
+    if not sep or field not in (*RECIPE_SETTINGS, *BENCH_ONLY_SETTINGS):
         raise ValueError(f'{text!r} is not FIELD=VALUE with FIELD one of '
-                         f'{", ".join(RECIPE_SETTINGS)}')
+                         f'{", ".join((*RECIPE_SETTINGS, *BENCH_ONLY_SETTINGS))}')
     current = getattr(recipe, field)
+    if isinstance(current, tuple):  # crop_scale=LOW,HIGH
+        try:
+            return field, tuple(float(v) for v in value.split(','))
+        except ValueError:
+            raise ValueError(f'{field} takes numbers like 0.8,1.0, got {value!r}') from None
     if isinstance(current, bool):
         if value not in ('true', 'false'):
             raise ValueError(f'{field} is true or false, got {value!r}')
