@@ -1,9 +1,10 @@
 """Hold to record: which camera frames a burst or a recording saves, and when it ends.
 
 Plain Python, no ROS: the collector node offers every frame it receives (:meth:`Recording.wants`)
-and reports each save (:meth:`Recording.saved`); a timer or the waiting service thread calls
-:meth:`Recording.check`. Times are ``time.monotonic()`` seconds; frame stamps are integer
-nanoseconds (the image's ``header.stamp``).
+and reports each save (:meth:`Recording.saved`); the node's timer (or a caller waiting in
+``Collector.collect``) calls :meth:`Recording.check`; whoever waits for the end can be called
+back (:meth:`Recording.add_done_callback`) instead of blocking. Times are ``time.monotonic()``
+seconds; frame stamps are integer nanoseconds (the image's ``header.stamp``).
 
 Rules: a frame is saved only when its stamp is newer than the last saved one and its content
 (a digest of its pixels, when the caller gives one) is not one this recording saved already
