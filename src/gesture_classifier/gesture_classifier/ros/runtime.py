@@ -97,7 +97,17 @@ def run_node(factory: Callable[[], Node], args=None, executor_factory=SingleThre
         core_log.propagate = False
         executor = executor_factory()
         executor.add_node(node)
-        executor.spin()
+        try:
+            executor.spin()
+        except Exception:
+            if rclpy.ok():
+                raise
+            # Ctrl-C raced the executor: rclpy's signal handler shut the context down while a
+            # message was being taken, and the take raised instead of the executor ending
+            # (Kilted, web node under ros2 launch: RuntimeError "Unable to convert call
+            # argument '0' to Python object" from take_message). A stop, not a failure.
+            logging.getLogger('gesture_classifier').debug('executor ended by the shutdown',
+                                                          exc_info=True)
         stopped = True
     except (KeyboardInterrupt, ExternalShutdownException):
         stopped = True
