@@ -273,4 +273,13 @@ def test_a_lost_collect_answer_is_recovered_from_the_dataset_state(graph):
             gc.collect('nope', timeout=1.0)
     finally:
         del service.get_pending_request
+    # ... unless the caller waits for a frame (start-up, where a new client's first answers
+    # can be lost): nothing was saved, so it asks again and gets the real answer
+    lost.clear()
+    service.get_pending_request = losing
+    try:
+        r = gc.collect('nope', timeout=1.0, wait_for_frame=30.0)
+    finally:
+        del service.get_pending_request
+    assert len(lost) == 1 and not r.success and 'unknown label' in r.message, r.message
     _alive(graph)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import array
 import collections
+import contextlib
 import enum
 import hashlib
 import math
@@ -316,6 +317,7 @@ class GestureClient:
         self._gestures = _Received()
         self._images: list[tuple[float, Image]] = []
         self._listeners: list[Callable[[Prediction], None]] = []
+        self._topics = {name for name in uses if name in TOPICS}
         handlers = {'dataset': self._on_state('_dataset'), 'models': self._on_state('_models'),
                     'review_queue': self._on_state('_review'),
                     'predictions': self._on_prediction, 'gestures': self._on_gesture}
@@ -676,7 +678,9 @@ class GestureClient:
         Args:
             wait_for_frame: seconds to keep asking while the collector answers that it has no
                 camera frame yet (just after start-up, before its subscription has matched
-                the camera); 0 asks once.
+                the camera), or while a single-frame answer is lost and the dataset state
+                shows nothing saved (a just-started client's first answers can be: see
+                :meth:`_lost_collect`; asking again cannot save a frame twice); 0 asks once.
             count: 0 or 1 = the newest frame; more = a burst of that many new frames at
                 least ``interval`` s apart (the answer comes when the burst has ended;
                 ``timeout`` is extended by ``count * interval``).
@@ -688,6 +692,10 @@ class GestureClient:
         if count > 1:  # a burst answers when it ends: give it its time (0.1 s per frame at least)
             gap = interval if math.isfinite(interval) and 0 < interval <= 60 else 0.0
             timeout += count * max(gap, 0.1)
+        if wait_for_frame > 0 and count <= 1 and 'dataset' in self._topics and \
+                self._dataset is None:
+            with contextlib.suppress(ClientError):  # to tell a lost answer from a saved frame
+                self.dataset_state(timeout=min(wait_for_frame, STATUS_GRACE))
         while True:
             before = self._dataset
             try:
@@ -695,6 +703,11 @@ class GestureClient:
             except ClientTimeout:
                 res = self._lost_collect(label, count, before)
                 if res is None:
+                    if count <= 1 and before is not None and time.monotonic() < deadline:
+                        self.node.get_logger().warning(
+                            'collect: the answer was lost and the dataset state shows nothing '
+                            'saved; asking again')
+                        continue
                     raise
             if res.success or not res.message.startswith(NO_FRAME_YET) or \
                     time.monotonic() > deadline:
