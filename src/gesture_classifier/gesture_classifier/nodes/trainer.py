@@ -26,7 +26,6 @@ from gesture_interfaces.msg import ModelInfo, ModelList
 from gesture_interfaces.srv import ExportModel, GetModel, ImportModel, PutModel, SelectModel
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 
 from ..core.backends import AUTO, BACKENDS
@@ -42,6 +41,7 @@ from ..core.versions import read_metadata
 from ..ros.client import ClientError, GestureClient
 from ..ros.diagnostics import ERROR, OK, updater_for
 from ..ros.messages import from_msg, model_info, model_list, to_msg
+from ..ros.offload import Offload
 from ..ros.params import Param, declare_all, declare_task
 from ..ros.runtime import run_node
 from ..ros.topics import LATCHED_QOS, MODEL_QOS
@@ -106,7 +106,12 @@ class TrainerNode(Node):
         self._progress = self._last_result = self._announced = None
         self._model_pub = self.create_publisher(ModelInfo, 'model', MODEL_QOS)
         self._list_pub = self.create_publisher(ModelList, 'models', LATCHED_QOS)
+        # One executor thread: a train or evaluate goal awaits its work, which runs in a
+        # thread of its own (ros.offload), so services, the action protocol and the answers to
+        # the dataset sync's own calls are served meanwhile. The group is reentrant because a
+        # pending coroutine holds its callback group until it returns.
         group = ReentrantCallbackGroup()
+        self._offload = Offload(self, group)
         ActionServer(self, Train, 'train', execute_callback=self._execute,
                      goal_callback=self._on_goal, cancel_callback=self._on_cancel,
                      callback_group=group, result_timeout=RESULT_TIMEOUT)
@@ -158,19 +163,19 @@ class TrainerNode(Node):
         self.get_logger().info('cancel requested; stopping after the current batch')
         return CancelResponse.ACCEPT
 
-    def _execute(self, goal_handle) -> Train.Result:
+    async def _execute(self, goal_handle) -> Train.Result:
         self._progress = None
 
-        def on_progress(p) -> None:
+        def on_progress(p) -> None:  # the training's thread
             self._progress = p
             goal_handle.publish_feedback(to_msg(p, Train.Feedback))
 
         try:
-            report = run_training(
+            stop = lambda: goal_handle.is_cancel_requested  # noqa: E731
+            report = await self._offload.run(lambda: run_training(
                 self.task, self.settings, from_msg(goal_handle.request, TrainRequest),
                 self.versions.store, self.versions.lock, on_progress=on_progress,
-                should_stop=lambda: goal_handle.is_cancel_requested,
-                sync=lambda: self._sync_dataset(lambda: goal_handle.is_cancel_requested))
+                should_stop=stop, sync=lambda: self._sync_dataset(stop)), 'train')
             if report.success:
                 self._announce()
                 self.publish_models()
@@ -212,19 +217,19 @@ class TrainerNode(Node):
             return GoalResponse.REJECT
         return GoalResponse.ACCEPT  # released when the goal ends
 
-    def _execute_evaluate(self, goal_handle) -> Evaluate.Result:
+    async def _execute_evaluate(self, goal_handle) -> Evaluate.Result:
         goal = goal_handle.request
 
-        def progress(done: int, total: int) -> None:
+        def progress(done: int, total: int) -> None:  # the evaluation's thread
             goal_handle.publish_feedback(Evaluate.Feedback(
                 images_done=done, images_total=total, progress=done / max(total, 1)))
 
         try:
             stop = lambda: goal_handle.is_cancel_requested  # noqa: E731
-            report = run_evaluation(self.task, self.settings, goal.model_id, goal.batch_size,
-                                    self.versions.store, self.versions.lock,
-                                    on_progress=progress,
-                                    should_stop=stop, sync=lambda: self._sync_dataset(stop))
+            report = await self._offload.run(lambda: run_evaluation(
+                self.task, self.settings, goal.model_id, goal.batch_size, self.versions.store,
+                self.versions.lock, on_progress=progress, should_stop=stop,
+                sync=lambda: self._sync_dataset(stop)), 'evaluate')
             self._end(goal_handle, report, 'evaluate')
             return to_msg(report, Evaluate.Result)
         finally:
@@ -309,10 +314,7 @@ class TrainerNode(Node):
 
 
 def main(args=None):
-    # train and evaluate goals may each hold a thread for minutes: enough threads remain for
-    # the services and the action protocol (the default is the CPU count, 2 on a small board)
-    run_node(TrainerNode, args,
-             executor_factory=lambda: MultiThreadedExecutor(num_threads=6))
+    run_node(TrainerNode, args)
 
 
 if __name__ == '__main__':
