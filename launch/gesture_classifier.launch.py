@@ -17,6 +17,7 @@ from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from gesture_classifier.ros.runtime import SHUTDOWN_TIMEOUT_S, SIGTERM_TIMEOUT_S
 from gesture_classifier.tools.bringup import ALL_NODES, OPTIONAL_NODES, enclave
 
 
@@ -44,9 +45,10 @@ def generate_launch_description():
         DeclareLaunchArgument('namespace', default_value='',
                               description='Namespace of the nodes and their topics'),
         # launch's own setting (default 5 s): how long after Ctrl-C's SIGINT it waits before
-        # SIGTERM. A node bounds its clean-up to SHUTDOWN_TIMEOUT_S (8 s, ros/runtime.py).
-        DeclareLaunchArgument('sigterm_timeout', default_value='10',
-                              description='Seconds between SIGINT and SIGTERM at shutdown'),
+        # SIGTERM. A node bounds its clean-up to SHUTDOWN_TIMEOUT_S (ros/runtime.py).
+        DeclareLaunchArgument('sigterm_timeout', default_value=f'{SIGTERM_TIMEOUT_S:g}',
+                              description='Seconds between SIGINT and SIGTERM at shutdown '
+                                          f'(a node cleans up within {SHUTDOWN_TIMEOUT_S:g} s)'),
         *switches,
         *nodes,
     ])

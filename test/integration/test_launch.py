@@ -33,9 +33,13 @@ import pytest
 import yaml
 
 from gesture_classifier.core.collector import NO_FRAME_YET  # asked again: still connecting
+from gesture_classifier.ros.runtime import SHUTDOWN_TIMEOUT_S, SIGTERM_TIMEOUT_S
 from gesture_classifier.tools.bringup import NODES, OPTIONAL_NODES, default_params_file
 
 from .conftest import CLASSES, THUMBS, graph_root, wait_until
+
+#: After Ctrl-C, every node process is gone within this (launch's SIGTERM would come later).
+STOP_WITHIN_S = SIGTERM_TIMEOUT_S + 5.0
 
 pytestmark = pytest.mark.graph
 
@@ -156,21 +160,23 @@ def wait_for_nodes(proc, names, log: Path, timeout: float = 180.0) -> dict[str, 
 
 def stop_with_ctrl_c(proc, pids: dict[str, int], log: Path) -> None:
     """SIGINT to ``ros2 launch``, as Ctrl-C does: it exits 0 and every node process is gone
-    within 15 s, none killed (our launch file has launch escalate to SIGTERM after 10 s, each node
-    bounds its clean-up to SHUTDOWN_TIMEOUT_S = 8 s: the log would say so)."""
+    within STOP_WITHIN_S, none killed (our launch file has launch escalate to SIGTERM after
+    SIGTERM_TIMEOUT_S, each node bounds its clean-up to SHUTDOWN_TIMEOUT_S: the log would say
+    so)."""
     import psutil
     nodes = [psutil.Process(pid) for pid in pids.values()]
     start = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    _, alive = psutil.wait_procs(nodes, timeout=6.0)
+    _, alive = psutil.wait_procs(nodes, timeout=SHUTDOWN_TIMEOUT_S - 2.0)
     for p in alive:  # stuck: its threads' Python stacks into the log (faulthandler, run_node)
         with contextlib.suppress(psutil.Error):
             p.send_signal(signal.SIGUSR1)
     try:
-        code = proc.wait(max(0.1, 15 - (time.monotonic() - start)))
+        code = proc.wait(max(0.1, STOP_WITHIN_S - (time.monotonic() - start)))
     except subprocess.TimeoutExpired:
         code = None
-    _, alive = psutil.wait_procs(nodes, timeout=max(0.1, 15 - (time.monotonic() - start)))
+    _, alive = psutil.wait_procs(nodes, timeout=max(
+        0.1, STOP_WITHIN_S - (time.monotonic() - start)))
     text = log.read_text()
     assert code == 0, f'ros2 launch exited {code}:\n{text[-8000:]}'
     assert not alive, f'still running after Ctrl-C: {alive}'
@@ -241,7 +247,7 @@ def test_readme_launch_and_ros2_lines(tmp_path_factory):
     """The README's first launch line (all nodes and the page) with the test's parameter file;
     then every ``ros2`` line of its teaching block, verbatim, each printing what it should
     (collect twice, train with feedback, evaluate, a prediction, the dataset state, a camera
-    parameter set); then Ctrl-C: exit 0, every node finished cleanly within 15 s."""
+    parameter set); then Ctrl-C: exit 0, every node finished cleanly within STOP_WITHIN_S."""
     tmp = graph_root(tmp_path_factory, 'launch')
     launch_lines = readme_block('launch')
     commands = readme_block('commands')

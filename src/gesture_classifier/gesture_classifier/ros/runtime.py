@@ -21,14 +21,19 @@ from rclpy.node import Node
 
 from .middleware import use_large_message_profile
 
-__all__ = ['set_process_defaults', 'run_node', 'RosLogHandler', 'SHUTDOWN_TIMEOUT_S']
+__all__ = ['set_process_defaults', 'run_node', 'RosLogHandler', 'SHUTDOWN_TIMEOUT_S',
+           'SIGTERM_TIMEOUT_S']
 
 #: Seconds a node process may take to clean up after Ctrl-C / shutdown (destroy the node, shut
 #: rclpy down) before it dumps its threads' stacks and exits 1. Normally a few tens of ms; on
 #: Jazzy (Fast DDS) with the whole graph stopping at once on 2 loaded cores, destroying the
 #: middleware entities was seen to take more than 2 s. Below the SIGINT grace period our launch
-#: file gives `ros2 launch` (``sigterm_timeout``, 10 s), so launch never needs SIGTERM/SIGKILL.
+#: file gives `ros2 launch` (:data:`SIGTERM_TIMEOUT_S`), so launch never needs SIGTERM/SIGKILL.
 SHUTDOWN_TIMEOUT_S = 8.0
+#: The SIGINT grace period the launch file gives ``ros2 launch`` (its ``sigterm_timeout``
+#: argument; launch's own default is 5 s): a node's bounded clean-up plus a margin for the process
+#: to exit.
+SIGTERM_TIMEOUT_S = SHUTDOWN_TIMEOUT_S + 2.0
 
 
 def set_process_defaults(environ: MutableMapping[str, str] = os.environ) -> None:
@@ -117,7 +122,7 @@ def run_node(factory: Callable[[], Node], args=None, executor_factory=SingleThre
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         # The clean-up is bounded: should it block (a CI run saw a node ignore Ctrl-C and then
         # SIGTERM until `ros2 launch` killed it), every thread's stack goes to stderr and the
-        # process exits 1 within SHUTDOWN_TIMEOUT_S, before launch escalates (10 s).
+        # process exits 1 within SHUTDOWN_TIMEOUT_S, before launch escalates (SIGTERM_TIMEOUT_S).
         faulthandler.dump_traceback_later(SHUTDOWN_TIMEOUT_S, exit=True)
         if node is not None:
             node.destroy_node()
