@@ -38,10 +38,8 @@ import uuid
 from pathlib import Path
 
 import cv2
-from sensor_msgs.msg import Image
 
 from gesture_classifier.core.dataset import encode_sample, save_sample
-from gesture_classifier.core.imaging import array_to_image_fields
 from gesture_classifier.core.samples import DatasetIndex, summarize
 from gesture_classifier.core.tasks import Task
 from gesture_classifier.ros.client import GestureClient
@@ -69,7 +67,7 @@ def measure_bare(ws: Workspace, calls: int) -> dict:
     task = Task.create(TASK, CLASSES, data_dir=ws.root / 'collect-bare')
     # Contiguous BGR, as image_to_array gives the collector for a bgr8 message (a reversed view
     # would make save_sample copy each frame inside the timing).
-    frames = [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in ws.frames()]
+    frames = ws.frames_bgr()
     times = []
     for i in range(calls):
         t = time.perf_counter()
@@ -125,8 +123,7 @@ def measure_idle(ws: Workspace, window_s: float, burst: int = 10) -> dict:
     per frame published, and % of one core), then the wall time of one ``collect`` burst of
     ``burst`` frames (at least 1 / max_collect_rate s apart: the floor is
     (burst - 1) / max_collect_rate s)."""
-    frames = [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in ws.frames()]
-    msgs = [Image(**array_to_image_fields(f, 'bgr8')) for f in frames]
+    msgs = ws.image_msgs(encoding='bgr8')
     result = {}
     for label, module in (('before', 'bench.legacy_collector'), ('after', None)):
         data_dir = ws.root / f'collect-idle-{label}'

@@ -198,10 +198,6 @@ def real_images(root: Path, limit: int) -> list[Path]:
     return out[:limit]
 
 
-def _image_msg(rgb: np.ndarray) -> Image:
-    return Image(**array_to_image_fields(rgb, 'rgb8'))
-
-
 class Workspace:
     """Temporary folder of one run and the inputs the sections share, each made on first use
     (so ``--only`` makes just what its section needs). Shared data are read from
@@ -218,8 +214,8 @@ class Workspace:
         self.root = root
         self.settings = settings
         self.model_path: Path | None = None
-        self._frames: dict[tuple[int, int], list[np.ndarray]] = {}
-        self._msgs: dict[tuple[int, int], list[Image]] = {}
+        self._frames: dict[tuple, list[np.ndarray]] = {}
+        self._msgs: dict[tuple, list[Image]] = {}
         self._dataset: Path | None = None
         self._videos: dict[tuple[int, int], Path] = {}
 
@@ -234,11 +230,23 @@ class Workspace:
                 for p in real_images(FRAME_SOURCE, count)]
         return self._frames[size]
 
-    def image_msgs(self, size: tuple[int, int] = FRAME_SIZE) -> list[Image]:
-        """:meth:`frames` as pre-built ``sensor_msgs/Image`` (rgb8) messages."""
-        if size not in self._msgs:
-            self._msgs[size] = [_image_msg(f) for f in self.frames(size)]
-        return self._msgs[size]
+    def frames_bgr(self, size: tuple[int, int] = FRAME_SIZE) -> list[np.ndarray]:
+        """:meth:`frames` in BGR order, each contiguous: what ``image_to_array`` gives a node
+        for a bgr8 message (the camera's encoding), made once."""
+        key = ('bgr', *size)
+        if key not in self._frames:
+            self._frames[key] = [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in self.frames(size)]
+        return self._frames[key]
+
+    def image_msgs(self, size: tuple[int, int] = FRAME_SIZE,
+                   encoding: str = 'rgb8') -> list[Image]:
+        """:meth:`frames` (rgb8) or :meth:`frames_bgr` (bgr8) as pre-built
+        ``sensor_msgs/Image`` messages."""
+        key = (encoding, *size)
+        if key not in self._msgs:
+            frames = self.frames_bgr(size) if encoding == 'bgr8' else self.frames(size)
+            self._msgs[key] = [Image(**array_to_image_fields(f, encoding)) for f in frames]
+        return self._msgs[key]
 
     def dataset(self) -> Path:
         """A data_dir holding the real training set as ``<data_dir>/thumbs/dataset/<class>/``

@@ -20,11 +20,8 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 from rcl_interfaces.srv import GetParameters
-from sensor_msgs.msg import Image
 
-from gesture_classifier.core.imaging import array_to_image_fields
 from gesture_classifier.core.inference import Predictor
 from gesture_classifier.ros.client import GestureClient, wait_future
 
@@ -112,8 +109,7 @@ def measure_node(ws: Workspace, model_path, msgs, cfg: Settings, label: str,
 
 def run(ws: Workspace, cfg: Settings) -> SectionResult:
     model_path = ws.model()
-    frames_bgr = [np.ascontiguousarray(f[..., ::-1]) for f in ws.frames()]
-    msgs = [Image(**array_to_image_fields(f, 'bgr8')) for f in frames_bgr]
+    frames_bgr, msgs = ws.frames_bgr(), ws.image_msgs(encoding='bgr8')
     log(f'framepath: bare before/after interleaved, {2 * cfg.bare_window_s:g} s')
     bare = measure_bare(model_path, frames_bgr, cfg)
     node = {}
