@@ -5,6 +5,7 @@ know when it is wrong, and which frames would teach it most?
                               [--only eval,lopo,fingers,rps,none,active,speed]
                               [--threads N] [--name NAME]
                               [--set FIELD=VALUE ...] [--input-size 224]
+                              [--white-balance gray_world|none]
     scripts/bench.sh learning --report bench/results/learning-A.json ...   # tables only
 
 Everything goes through the product's own code in this process: ``train_task`` (what a
@@ -85,11 +86,12 @@ from gesture_classifier.core.calibration import (confidently_wrong_rate, expecte
 from gesture_classifier.core.dataset import ImageSet, load_images
 from gesture_classifier.core.gestures import NONE, DebounceConfig, Debouncer
 from gesture_classifier.core.model import ModelFile, load_model
-from gesture_classifier.core.preprocess import PreprocessSpec, normalize, resize, to_chw_rgb
+from gesture_classifier.core.preprocess import (WHITE_BALANCES, PreprocessSpec, normalize, resize,
+                                               to_chw_rgb)
 from gesture_classifier.core.tasks import Task
 from gesture_classifier.core.trainer import RECIPE_SETTINGS
-from gesture_classifier.core.training import (DEFAULT_RECIPE, RECIPES, Recipe, TrainConfig,
-                                         logits_batches, train_task)
+from gesture_classifier.core.training import (DEFAULT_RECIPE, DEFAULT_SPEC, RECIPES, Recipe,
+                                              TrainConfig, logits_batches, train_task)
 
 from .common import REPO, SHARED_DATA, log, machine_info
 
@@ -103,7 +105,7 @@ FINGERS = ('1', '2', '3', '4', '5')
 RPS = ('rock', 'paper', 'scissors')
 SECTIONS = ('eval', 'lopo', 'fingers', 'rps', 'none', 'active', 'speed')
 RESULTS = REPO / 'bench' / 'results'
-SPEC = PreprocessSpec()
+SPEC = DEFAULT_SPEC  # the trainer's, unless --input-size / --white-balance change it
 #: The default recipe before this benchmark's study (2026-12-02), for the speed comparison.
 PREVIOUS = Recipe(name='generalise-2026-12-02', train_from='layer3', freeze_batchnorm=True,
                   learning_rate=1e-3, backbone_lr_factor=0.1, weight_decay=1e-4,
@@ -649,8 +651,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='change a field of the recipe (as the trainer\'s recipe.<field> '
                              'parameters, and crop_scale=LOW,HIGH), e.g. --set '
                              'train_from=layer2; repeatable')
-    parser.add_argument('--input-size', type=int, default=PreprocessSpec().input_size,
+    parser.add_argument('--input-size', type=int, default=DEFAULT_SPEC.input_size,
                         help='side of the network input in pixels (default %(default)s)')
+    parser.add_argument('--white-balance', choices=WHITE_BALANCES,
+                        default=DEFAULT_SPEC.white_balance,
+                        help="the models' white balance (default %(default)s, the trainer's)")
     parser.add_argument('--seeds', default='0,1,2', help='comma-separated seeds (0,1,2)')
     parser.add_argument('--epochs', type=int, default=0,
                         help='epochs per training; 0 = auto, as a goal with epochs 0 (default)')
@@ -680,7 +685,7 @@ def main(argv=None) -> int:
     except (TypeError, ValueError) as exc:
         raise SystemExit(f'--set: {exc}') from None
     global SPEC
-    SPEC = PreprocessSpec(input_size=args.input_size)
+    SPEC = PreprocessSpec(input_size=args.input_size, white_balance=args.white_balance)
     seeds = [int(s) for s in args.seeds.split(',')]
     sections = args.only.split(',')
     unknown = [s for s in sections if s not in SECTIONS]
@@ -740,6 +745,7 @@ def write_results(runs, started, args, recipe, seeds, sections, complete: bool) 
            'settings': {'recipe': dataclasses.asdict(recipe), 'seeds': seeds,
                         'epochs': args.epochs, 'sections': sections,
                         'input_size': SPEC.input_size,
+                        'white_balance': SPEC.white_balance,
                         'weights': str(STANDIN.name), 'threads': torch.get_num_threads(),
                         'batch_size': TrainConfig(epochs=1).batch_size,
                         'val_fraction': TrainConfig(epochs=1).val_fraction},

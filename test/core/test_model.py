@@ -111,6 +111,16 @@ def test_custom_spec_round_trip(tmp_path):
     assert loaded.model_id.startswith('model-')  # no task: generic id
 
 
+def test_white_balance_round_trip_and_older_files_without_it(tmp_path, saved):
+    spec = PreprocessSpec(white_balance='gray_world')
+    path = save_model(ModelFile(create_model(2), CLASSES, spec=spec), tmp_path / 'm.pt')
+    assert torch.load(path, weights_only=True)['white_balance'] == 'gray_world'
+    assert load_model(path).spec == spec
+    # a file written before the field existed: its images were not white-balanced
+    older = _write_payload(tmp_path / 'old.pt', saved[2], white_balance=_DROP)
+    assert load_model(older).spec.white_balance == 'none'
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(ModelFileError, match='no such file'):
         load_model(tmp_path / 'absent.pt')
@@ -165,6 +175,9 @@ def test_truncated_model_file(tmp_path, saved):
     (dict(mean=[0.5, 0.5]), 'mean/std'),
     (dict(state_dict=_DROP), 'state_dict'),
     (dict(state_dict=[1, 2]), 'state_dict'),
+    (dict(white_balance='retinex'), 'unknown white_balance'),  # a later version's: refused,
+    (dict(white_balance=None), 'unknown white_balance'),  # never run on other inputs
+    (dict(white_balance=['gray_world']), 'unknown white_balance'),
 ])
 def test_inconsistent_model_files_are_refused(tmp_path, saved, changes, match):
     path = _write_payload(tmp_path / 'm.pt', saved[2], **changes)

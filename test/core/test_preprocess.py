@@ -8,11 +8,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gesture_classifier.core.imaging import array_to_image_fields, image_to_array
-from gesture_classifier.core.preprocess import (IMAGENET_MEAN, IMAGENET_STD, FrameInput,
-                                                PreprocessSpec, normalize, preprocess_frame,
-                                                resize, to_chw_rgb)
+from gesture_classifier.core.preprocess import (GRAY_WORLD_MAX_GAIN, IMAGENET_MEAN, IMAGENET_STD,
+                                                FrameInput, PreprocessSpec, gray_world_,
+                                                normalize, preprocess_frame, resize, to_chw_rgb)
 
 SPEC = PreprocessSpec()
 
@@ -225,6 +227,72 @@ def test_frame_input_is_bit_identical_to_preprocess_frame(thumbs_images, size):
             got = frame_input(px, order)
             assert got.shape == (1, 3, 224, 224) and got.dtype == torch.float32
             assert torch.equal(got, expected), (order, px.shape)
+
+
+def test_frame_input_with_the_gray_world_white_balance_is_bit_identical(thumbs_images):
+    spec = PreprocessSpec(white_balance='gray_world')
+    frame_input = FrameInput(spec)
+    for path in thumbs_images['thumbs_up'][:2] + thumbs_images['thumbs_down'][:2]:
+        frame = cv2.resize(cv2.imread(str(path)), (640, 480))
+        for order, px in _orders(frame):
+            expected = preprocess_frame(px, order, spec)
+            assert torch.equal(frame_input(px, order), expected), (order, px.shape)
+            assert not torch.equal(expected, preprocess_frame(px, order, SPEC)) or \
+                order == 'mono'  # a gray frame has no cast to remove
+
+
+def test_gray_world_removes_a_colour_cast(real_image):
+    """A real photo and the same photo with a stronger pink cast (red x1.4, green x0.8: an
+    untuned camera) give nearly the same white-balanced input; the channel means come out
+    equal."""
+    photo = to_chw_rgb(cv2.imread(str(real_image)), 'bgr').float()
+    cast = (photo * torch.tensor([1.4, 0.8, 1.0]).view(3, 1, 1)).clamp(0, 255)
+    a, b = gray_world_(photo.clone()), gray_world_(cast.clone())
+    means = a.mean(dim=(1, 2))
+    assert (means.max() - means.min()) < 0.01 * means.mean()
+    # colour (each pixel relative to the image's mean; the balance keeps brightness apart):
+    # the cast moves it, the balance takes most of that back (where the cast clipped at 255
+    # the two cannot agree)
+    def colour_gap(x, y):
+        return float((x / x.mean() - y / y.mean()).abs().mean())
+
+    assert colour_gap(a, b) < colour_gap(photo, cast) / 3
+
+
+def test_gray_world_limits_its_gains_and_survives_black_and_one_colour_frames():
+    black = torch.zeros(1, 3, 4, 4)
+    assert torch.equal(gray_world_(black.clone()), black)
+    red = torch.zeros(3, 4, 4)
+    red[0] = 200.0
+    red[1:] = 10.0
+    out = gray_world_(red.clone())
+    gains = out.mean(dim=(1, 2)) / red.mean(dim=(1, 2))
+    assert torch.allclose(gains, torch.tensor([1 / GRAY_WORLD_MAX_GAIN, GRAY_WORLD_MAX_GAIN,
+                                               GRAY_WORLD_MAX_GAIN]))
+    assert float(out.max()) <= 255.0 and float(out.min()) >= 0.0
+    with pytest.raises(ValueError, match='white_balance'):
+        PreprocessSpec(white_balance='auto')
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 7), st.integers(1, 7), st.integers(0, 2**31 - 1),
+       st.tuples(*[st.floats(0.0, 1.0)] * 3))
+def test_gray_world_property(batch, h, w, seed, scales):
+    """Any image batch, dark, one-coloured or not: the result stays a finite pixel value in
+    [0, 255], and where no gain hits its limit (or a channel its 255 ceiling) the three channel
+    means come out equal."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(batch, 3, h, w, generator=g) * 255 * torch.tensor(scales).view(1, 3, 1, 1)
+    means = x.mean(dim=(-2, -1))
+    out = gray_world_(x.clone())
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 255.0
+    raw = means.mean(dim=1, keepdim=True) / means.clamp_min(1.0)
+    free = ((raw > 1 / GRAY_WORLD_MAX_GAIN) & (raw < GRAY_WORLD_MAX_GAIN)).all(dim=1) & \
+        (x * raw.view(batch, 3, 1, 1) <= 255).flatten(1).all(dim=1) & (means >= 1).all(dim=1)
+    balanced = out.mean(dim=(-2, -1))
+    for i in torch.nonzero(free).flatten().tolist():
+        assert torch.allclose(balanced[i], balanced[i].mean().expand(3), rtol=1e-4, atol=1e-3)
 
 
 def test_frame_input_reuses_its_buffer_and_checks_input():

@@ -12,8 +12,9 @@ from gesture_classifier.core.dataset import load_images
 from gesture_classifier.core.model import create_model, load_model
 from gesture_classifier.core.preprocess import PreprocessSpec
 from gesture_classifier.core.tasks import Task
-from gesture_classifier.core.training import (DEFAULT_RECIPE, RECIPES, FitResult, Progress,
-                                         TrainConfig, fit, resolve_device, train_task)
+from gesture_classifier.core.training import (DEFAULT_RECIPE, DEFAULT_SPEC, RECIPES, FitResult,
+                                              Progress, TrainConfig, fit, resolve_device,
+                                              train_task)
 
 SMALL = PreprocessSpec(input_size=64)  # for the tests that do not need the default size
 
@@ -62,7 +63,7 @@ def test_train_task_end_to_end(task):
     assert loaded.saved_epoch == fit_result.saved_epoch in (1, 2)
     assert loaded.train_accuracy == fit_result.saved_train_accuracy
     assert loaded.val_accuracy == fit_result.saved_val_accuracy == fit_result.best_val_accuracy
-    assert loaded.spec == PreprocessSpec()
+    assert loaded.spec == DEFAULT_SPEC == PreprocessSpec(white_balance='gray_world')
     trained = out.model.model.state_dict()
     for key, value in loaded.model.state_dict().items():
         assert torch.equal(value, trained[key]), key

@@ -8,6 +8,10 @@ so it loads with ``torch.load(weights_only=True)`` and no pickled code ever runs
     state_dict      the network's weights (fc sized to the classes)
     class_names     list[str], output order
     input_size      int, mean/std: list[float] (see preprocess.PreprocessSpec)
+    white_balance   str, preprocess.WHITE_BALANCES: 'gray_world' = the gray-world white
+                    balance before the normalisation; absent (= 'none') in older files, and
+                    an unknown value is refused (the model would get other inputs than
+                    it was trained on)
     channel_order   'rgb'
     task, model_id, created (ISO 8601 UTC), initial_weights, pretrained (bool),
     recipe (training recipe name, see training.RECIPES; '' in files written before recipes),
@@ -45,7 +49,7 @@ from torchvision import models
 
 from .calibration import check_temperature
 from .fsutil import UntrustedFileError, atomic_write, ensure_private_dir, read_untrusted_file
-from .preprocess import PreprocessSpec
+from .preprocess import WHITE_BALANCES, PreprocessSpec
 from .trust import OodReference, check_ood_reference
 
 __all__ = ['FORMAT', 'ARCHITECTURES', 'ModelFileError', 'InitialWeights', 'create_model',
@@ -230,6 +234,7 @@ def save_model(mf: ModelFile, path: str | os.PathLike) -> Path:
         'input_size': int(mf.spec.input_size),
         'mean': [float(x) for x in mf.spec.mean],
         'std': [float(x) for x in mf.spec.std],
+        'white_balance': str(mf.spec.white_balance),
         'channel_order': 'rgb',
         'task': mf.task,
         'model_id': mf.model_id,
@@ -313,6 +318,10 @@ def load_model(path: str | os.PathLike, device: torch.device | str = 'cpu',
              and all(isinstance(m, float) and math.isfinite(m) for m in mean)
              and all(isinstance(s, float) and math.isfinite(s) and s > 0 for s in std),
              path, 'mean/std must be 3 finite floats each, std > 0')
+    balance = obj.get('white_balance', 'none')
+    _require(balance in WHITE_BALANCES, path, f'unknown white_balance {balance!r} (this version '
+             f'knows {", ".join(WHITE_BALANCES)}): its inputs could not be prepared as in '
+             'its training')
     state = obj.get('state_dict')
     _require(isinstance(state, dict), path, 'no state_dict')
     model = create_model(len(names), arch)
@@ -348,6 +357,7 @@ def load_model(path: str | os.PathLike, device: torch.device | str = 'cpu',
         (LOG.info if not obj.get('ood') else LOG.warning)('%s: %s', path, why)
     model.to(device).eval()
     return ModelFile(model=model, class_names=tuple(names),
-                     spec=PreprocessSpec(size, tuple(mean), tuple(std)), architecture=arch,
+                     spec=PreprocessSpec(size, tuple(mean), tuple(std), balance),
+                     architecture=arch,
                      model_id=str(obj.get('model_id', '')) or path.name, path=path.resolve(),
                      **extra)

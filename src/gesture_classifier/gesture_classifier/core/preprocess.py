@@ -5,11 +5,18 @@ the whole frame is resized to ``input_size x input_size`` (no crop, aspect ratio
 bilinear with antialiasing), scaled to [0, 1] and normalised with the ImageNet mean and
 standard deviation of the RGB channels.
 
+A model may also ask for a gray-world white balance of each image before the normalisation
+(``PreprocessSpec.white_balance``, :func:`gray_world_`): every channel is scaled so that the
+three channel means are equal, which removes a camera's or a lamp's colour cast (Buchsbaum,
+"A spatial processor model for object colour perception", J. Franklin Inst. 1980). The
+trainer and the classifier apply the same step, so it is part of the model, stored in its file.
+
 It is split in two steps so that the trainer can decode and resize each training image once and
 augment between the steps:
 
 1. :func:`to_chw_rgb` + :func:`resize` - uint8 ``(H, W, C)`` frame -> uint8 ``(3, S, S)`` RGB
-2. :func:`normalize` - uint8 ``(..., 3, S, S)`` -> float32, ``(x / 255 - mean) / std``
+2. :func:`normalize` - uint8 ``(..., 3, S, S)`` -> float32, (white balance, then)
+   ``(x / 255 - mean) / std``
 
 :func:`preprocess_frame` does both for one frame; :class:`FrameInput` is the same recipe as the
 classifier's per-frame path, without waste: it resizes the frame as it lies in memory (a
@@ -27,13 +34,21 @@ import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'PreprocessSpec', 'to_chw_rgb', 'resize',
-           'normalize', 'preprocess_frame', 'FrameInput']
+__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'WHITE_BALANCES', 'GRAY_WORLD_MAX_GAIN',
+           'PreprocessSpec', 'gray_world_', 'to_chw_rgb', 'resize', 'normalize',
+           'preprocess_frame', 'FrameInput']
 
 #: ImageNet RGB statistics used by torchvision's pretrained weights
 #: (torchvision.models.ResNet18_Weights.IMAGENET1K_V1.transforms()).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+#: ``PreprocessSpec.white_balance`` values: 'none', or 'gray_world' (:func:`gray_world_`).
+WHITE_BALANCES = ('none', 'gray_world')
+#: Largest factor :func:`gray_world_` scales a channel by (and smallest: its inverse), so that
+#: an image of one colour (a red wall, a dark frame) is not pushed to extremes.
+GRAY_WORLD_MAX_GAIN = 2.0
 
 
 @dataclass(frozen=True)
@@ -43,11 +58,36 @@ class PreprocessSpec:
     Attributes:
         input_size: side of the square input in pixels (224 for ResNet-18).
         mean, std: per-channel RGB statistics on the [0, 1] scale.
+        white_balance: one of :data:`WHITE_BALANCES`; 'none' in model files written before
+            it existed.
+
+    Raises:
+        ValueError: an unknown ``white_balance``.
     """
 
     input_size: int = 224
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    white_balance: str = 'none'
+
+    def __post_init__(self):
+        if self.white_balance not in WHITE_BALANCES:
+            raise ValueError(f'white_balance must be one of {WHITE_BALANCES}, got '
+                             f'{self.white_balance!r}')
+
+
+def gray_world_(images: torch.Tensor) -> torch.Tensor:
+    """Gray-world white balance, in place: float32 ``(..., 3, H, W)`` pixel values in [0, 255]
+    -> each image's channel ``c`` times ``g_c = mean(all channels) / mean(c)``, ``g_c`` clipped
+    to [1 / GRAY_WORLD_MAX_GAIN, GRAY_WORLD_MAX_GAIN], the result clipped to [0, 255].
+
+    The means are over each image's own pixels (no state across frames); a channel whose mean
+    is below 1 counts as 1 (no division by zero on a black frame). Returns ``images``.
+    """
+    means = images.mean(dim=(-2, -1), keepdim=True)
+    gains = (means.mean(dim=-3, keepdim=True) / means.clamp_min(1.0)).clamp_(
+        1.0 / GRAY_WORLD_MAX_GAIN, GRAY_WORLD_MAX_GAIN)
+    return images.mul_(gains).clamp_(0.0, 255.0)
 
 
 def to_chw_rgb(pixels: np.ndarray | torch.Tensor, order: str = 'rgb') -> torch.Tensor:
@@ -99,9 +139,12 @@ def resize(chw: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
 
 
 def normalize(images: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
-    """uint8 ``(..., 3, S, S)`` in [0, 255] -> float32 ``(x / 255 - mean) / std`` (a new tensor)."""
-    x = images.to(torch.float32).div_(255.0)
-    return TF.normalize(x, list(spec.mean), list(spec.std), inplace=True)
+    """uint8 ``(..., 3, S, S)`` in [0, 255] -> float32 ``(x / 255 - mean) / std`` (a new tensor),
+    after :func:`gray_world_` when ``spec.white_balance`` is 'gray_world'."""
+    x = images.to(torch.float32)
+    if spec.white_balance == 'gray_world':
+        gray_world_(x)
+    return TF.normalize(x.div_(255.0), list(spec.mean), list(spec.std), inplace=True)
 
 
 def preprocess_frame(pixels: np.ndarray | torch.Tensor, order: str, spec: PreprocessSpec,
@@ -179,7 +222,9 @@ class FrameInput:
                 work[dst].copy_(small[src])
         else:
             work.copy_(small)
-        # the arithmetic of normalize(): x / 255, then (x - mean) / std, in float32
+        # the arithmetic of normalize(): white balance, x / 255, then (x - mean) / std, float32
+        if self.spec.white_balance == 'gray_world':
+            gray_world_(work)
         work.div_(255.0).sub_(self._mean).div_(self._std)
         self.buffer[0].copy_(work)
         return self.buffer

@@ -7,6 +7,7 @@ exceptions out of a run: a bug fails the goal, not the node.
 """
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 import math
@@ -23,8 +24,9 @@ from .quantize import export_int8, task_images
 from .review import evaluate_model
 from .tasks import Task
 from .transfer import ChunkReceiver, TransferError
-from .training import (AUGMENTATIONS, AUTO_EPOCHS_RANGE, AVERAGING, RECIPES, STAGES, Progress,
-                       Recipe, TrainConfig, get_recipe, resolve_device, train_task)
+from .preprocess import WHITE_BALANCES
+from .training import (AUGMENTATIONS, AUTO_EPOCHS_RANGE, AVERAGING, DEFAULT_SPEC, RECIPES, STAGES,
+                       Progress, Recipe, TrainConfig, get_recipe, resolve_device, train_task)
 from .versions import MODEL_ID_PATTERN, ModelStore, VersionError, resolve_transfer_path
 
 __all__ = ['Start', 'TrainError', 'EvaluateError', 'TrainerSettings', 'TrainRequest',
@@ -83,6 +85,7 @@ class TrainerSettings:
     augment: bool
     hflip: bool
     backend: str
+    white_balance: str = DEFAULT_SPEC.white_balance
 
     @classmethod
     def from_parameters(cls, values: dict, recipe: dict) -> TrainerSettings:
@@ -90,10 +93,13 @@ class TrainerSettings:
         values, which override the ``recipe`` preset's).
 
         Raises:
-            ValueError: an unknown recipe or device, a recipe setting out of range, or a
-                backend whose package is missing (the node does not start).
+            ValueError: an unknown recipe, device or white balance, a recipe setting out of
+                range, or a backend whose package is missing (the node does not start).
         """
         preset = get_recipe(values['recipe'])
+        if values['white_balance'] not in WHITE_BALANCES:
+            raise ValueError(f"white_balance must be one of {', '.join(WHITE_BALANCES)}, got "
+                             f"{values['white_balance']!r}")
         backend = values['backend']
         if backend == AUTO:
             backend = 'onnxruntime' if 'onnxruntime' in available_backends() else 'pytorch'
@@ -104,7 +110,7 @@ class TrainerSettings:
                                             if getattr(preset, k) != v}),
                    **{k: values[k] for k in ('max_epochs', 'max_batch_size', 'batch_size',
                                              'learning_rate', 'val_fraction', 'seed',
-                                             'augment', 'hflip')})
+                                             'augment', 'hflip', 'white_balance')})
 
 
 #: What each Recipe setting does (the trainer's ``recipe.<field>`` parameters): field ->
@@ -486,8 +492,11 @@ def run_training(task: Task, settings: TrainerSettings, goal: TrainRequest,
         report.samples_fetched, report.samples_removed = synced.fetched, synced.removed
         note += f'; {synced.describe()}'
     try:
-        out = train_task(task, cfg, settings.initial_weights, on_progress=on_progress,
-                         should_stop=should_stop, parent=parent, save=save)
+        out = train_task(task, cfg, settings.initial_weights,
+                         spec=dataclasses.replace(DEFAULT_SPEC,
+                                                  white_balance=settings.white_balance),
+                         on_progress=on_progress, should_stop=should_stop, parent=parent,
+                         save=save)
     except DatasetError as exc:
         return _failed(report, TrainError.DATASET_ERROR, str(exc))
     except ModelFileError as exc:

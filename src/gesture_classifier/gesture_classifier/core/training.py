@@ -54,7 +54,10 @@ __all__ = ['STAGES', 'AUGMENTATIONS', 'AVERAGING', 'Recipe', 'RECIPES', 'DEFAULT
            'auto_epochs', 'AUTO_EPOCHS_RANGE']
 
 LOG = logging.getLogger(__name__)
-DEFAULT_SPEC = PreprocessSpec()  # frozen, so one shared instance is safe
+#: The preprocessing of a new model (frozen, so one shared instance is safe): 224 px, ImageNet
+#: statistics, and the gray-world white balance (docs/learning.md: what it does to each
+#: test set). A model trained further keeps its parent's.
+DEFAULT_SPEC = PreprocessSpec(white_balance='gray_world')
 
 
 #: ResNet-18 stages in forward order; ``Recipe.train_from`` names the first one that trains.

@@ -35,7 +35,8 @@ from ..core.fsutil import ensure_private_dir
 from ..core.trainer import (RECIPE_SETTINGS, DatasetMirror, TrainerSettings, TrainRequest,
                             Versions, evaluate_goal_error, goal_error, run_evaluation,
                             run_training, status)
-from ..core.training import DEFAULT_RECIPE, RECIPES, get_recipe
+from ..core.preprocess import WHITE_BALANCES
+from ..core.training import DEFAULT_RECIPE, DEFAULT_SPEC, RECIPES, get_recipe
 from ..core.transfer import file_digest, read_chunk
 from ..core.versions import read_metadata
 from ..ros.client import ClientError, GestureClient
@@ -68,6 +69,10 @@ PARAMETERS = (
     Param('val_fraction', 0.2, 'Share of each class held out for validation', (0.0, 0.9)),
     Param('seed', 0, 'Seed of split, augmentation and initialisation', (0, 2**31 - 1)),
     Param('augment', True, "Apply the recipe's augmentation (false: none)"),
+    Param('white_balance', DEFAULT_SPEC.white_balance, "Preprocessing of a new model's "
+          "images, in training and in the classifier: 'gray_world' (each image's channels "
+          "scaled to equal means: a camera's or lamp's colour cast is removed) or 'none'. A "
+          'model trained further keeps its own', constraints=f'one of {", ".join(WHITE_BALANCES)}'),
     Param('backend', AUTO, "The classifier's backend: after training, the files it needs are "
           'exported beside the model (nothing for pytorch; for auto the ONNX export when onnx '
           'is installed: the classifier may run onnxruntime or build a TensorRT engine from '
