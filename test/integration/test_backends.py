@@ -65,6 +65,7 @@ def test_trainer_exports_onnx_and_classifier_uses_that_export(onnx_system):
         assert f'using model {result.model_id}' in log
         line = next(ln for ln in log.splitlines() if f'using model {result.model_id}' in ln)
         assert 'onnxruntime' in line and line.endswith(f'from {onnx_path}'), line
+        assert 'white balance gray_world' in line, line  # the trainer's default, as trained
         assert 'exporting again' not in log
     onnx_system.alive()
 

@@ -253,7 +253,8 @@ class Classifier:
         self.predictor = predictor  # one reference assignment: the frame thread sees either
         self.review.clear()  # the old model's doubts are not the new one's
         LOG.info(f'using model {mf.model_id} ({", ".join(mf.class_names)}; val accuracy '
-                 f'{mf.val_accuracy:.2f}) from {path}; {predictor.description}')
+                 f'{mf.val_accuracy:.2f}; {mf.spec.input_size} px, white balance '
+                 f'{mf.spec.white_balance}) from {path}; {predictor.description}')
         return None
 
     def _predictor(self, path: str) -> Predictor:
