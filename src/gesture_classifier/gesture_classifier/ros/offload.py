@@ -10,9 +10,10 @@ awaits an rclpy :class:`~rclpy.task.Future`; the node spins on a ``SingleThreade
 
 How the result comes back: the worker thread queues its outcome and triggers a guard condition
 of the node; the guard's callback (the executor's thread) completes the future, and the executor
-resumes the awaiting coroutine on its next turn (rclpy re-runs pending tasks before it waits:
-Humble, Jazzy and Kilted alike). The coroutine is therefore never resumed from the worker
-thread, and no timer polls for the end.
+resumes the awaiting coroutine on its next turn (rclpy's executor yields its pending tasks
+before it waits: read in Jazzy's and Kilted's rclpy, tested on both; Humble's rclpy has the same
+loop). The coroutine is therefore never resumed from the worker thread, and no timer
+polls for the end.
 """
 from __future__ import annotations
 
