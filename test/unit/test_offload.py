@@ -76,3 +76,27 @@ def test_an_exception_of_the_work_is_raised_where_it_is_awaited(node_and_executo
     task = executor.create_task(goal)
     executor.spin_until_future_complete(task, timeout_sec=30)
     assert task.result() == 'handled' and caught == ['bad goal']
+
+
+def test_a_base_exception_of_the_work_still_ends_the_awaiting_callback(node_and_executor):
+    """SystemExit raised in the work thread (a library calling sys.exit) would end the thread
+    without a result: the awaiting goal would run for ever and keep its busy lock."""
+    node, executor = node_and_executor
+    offload = Offload(node)
+    caught = []
+
+    def exiting():
+        raise SystemExit(3)
+
+    async def goal():
+        try:
+            await offload.run(exiting, 'train')
+        except RuntimeError as exc:
+            caught.append((str(exc), type(exc.__cause__)))
+        return 'ended'
+
+    task = executor.create_task(goal)
+    executor.spin_until_future_complete(task, timeout_sec=30)
+    assert task.done(), 'the work ended by SystemExit left its awaiter pending'
+    assert task.result() == 'ended'
+    assert caught == [('train ended by SystemExit: 3', SystemExit)]

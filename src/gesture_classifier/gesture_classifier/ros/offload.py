@@ -32,9 +32,11 @@ class Offload:
     """Runs blocking functions in daemon threads; each run is awaited as a Future.
 
     ``await offload.run(fn, 'train')`` in an ``async`` callback returns ``fn()``'s value, or
-    raises what ``fn`` raised (any ``Exception``; a ``BaseException`` such as SystemExit ends
-    the thread and is not delivered). The threads are daemons: a node stopping with Ctrl-C
-    does not wait for them (its process exits; files are written atomically).
+    raises what ``fn`` raised: an ``Exception`` as it is; any other ``BaseException``
+    (SystemExit, KeyboardInterrupt, GeneratorExit raised in the thread) as a RuntimeError that
+    names it, so the awaiting callback always ends (a goal is never left running). The threads
+    are daemons: a node stopping with Ctrl-C does not wait for them (its process exits; files
+    are written atomically).
     """
 
     def __init__(self, node: Node, callback_group=None):
@@ -52,6 +54,10 @@ class Offload:
                 self._ended.append((future, fn(), None))
             except Exception as exc:  # noqa: BLE001 - delivered to the awaiting callback
                 self._ended.append((future, None, exc))
+            except BaseException as exc:  # noqa: BLE001 - the thread ends; the awaiter must not hang
+                error = RuntimeError(f'{name} ended by {type(exc).__name__}: {exc}')
+                error.__cause__ = exc
+                self._ended.append((future, None, error))
             self._guard.trigger()
 
         threading.Thread(target=work, name=name, daemon=True).start()
