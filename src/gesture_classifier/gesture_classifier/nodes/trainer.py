@@ -17,6 +17,7 @@ over ROS (``list_samples`` / ``get_samples``). Parameters: PARAMETERS below and
 from __future__ import annotations
 
 import array
+import functools
 import os
 import threading
 from pathlib import Path
@@ -176,11 +177,10 @@ class TrainerNode(Node):
             goal_handle.publish_feedback(to_msg(p, Train.Feedback))
 
         try:
-            stop = lambda: goal_handle.is_cancel_requested  # noqa: E731
-            report = await self._offload.run(lambda: run_training(
-                self.task, self.settings, from_msg(goal_handle.request, TrainRequest),
-                self.versions.store, self.versions.lock, on_progress=on_progress,
-                should_stop=stop, sync=lambda: self._sync_dataset(stop)), 'train')
+            report = await self._offloaded(goal_handle, 'train', functools.partial(
+                run_training, self.task, self.settings,
+                from_msg(goal_handle.request, TrainRequest), self.versions.store,
+                self.versions.lock, on_progress=on_progress))
             if report.success:
                 self._announce()
                 self.publish_models()
@@ -189,6 +189,15 @@ class TrainerNode(Node):
             return to_msg(report, Train.Result)
         finally:
             self._busy.release()
+
+    def _offloaded(self, goal_handle, name: str, work):
+        """``work(should_stop=..., sync=...)`` in a thread of its own (ros.offload), for the
+        goal's execute coroutine to await: it stops after the current batch once a cancel of
+        the goal is requested, and mirrors the collector's dataset first
+        (``dataset_source: collector``)."""
+        stop = lambda: goal_handle.is_cancel_requested  # noqa: E731
+        return self._offload.run(
+            lambda: work(should_stop=stop, sync=lambda: self._sync_dataset(stop)), name)
 
     def _end(self, goal_handle, report, what: str) -> None:
         """End the goal as the report says, and log it (one severity per call site)."""
@@ -230,11 +239,9 @@ class TrainerNode(Node):
                 images_done=done, images_total=total, progress=done / max(total, 1)))
 
         try:
-            stop = lambda: goal_handle.is_cancel_requested  # noqa: E731
-            report = await self._offload.run(lambda: run_evaluation(
-                self.task, self.settings, goal.model_id, goal.batch_size, self.versions.store,
-                self.versions.lock, on_progress=progress, should_stop=stop,
-                sync=lambda: self._sync_dataset(stop)), 'evaluate')
+            report = await self._offloaded(goal_handle, 'evaluate', functools.partial(
+                run_evaluation, self.task, self.settings, goal.model_id, goal.batch_size,
+                self.versions.store, self.versions.lock, on_progress=progress))
             self._end(goal_handle, report, 'evaluate')
             return to_msg(report, Evaluate.Result)
         finally:
