@@ -127,6 +127,17 @@ def test_normalize_uses_the_spec_and_keeps_the_input():
     assert (images == 255).all(), 'normalize must not modify its input'
 
 
+@pytest.mark.parametrize('white_balance', ['none', 'gray_world'])
+def test_normalize_refuses_float_images_instead_of_changing_them(white_balance):
+    """A float tensor would be divided by 255 a second time and changed in place (its
+    .to(float32) is the tensor itself)."""
+    spec = PreprocessSpec(input_size=8, white_balance=white_balance)
+    images = torch.full((1, 3, 8, 8), 200.0)
+    with pytest.raises(TypeError, match='uint8'):
+        normalize(images, spec)
+    assert (images == 200.0).all()
+
+
 def test_real_jpeg_bgr_equals_rgb(real_image):
     bgr = cv2.imread(str(real_image), cv2.IMREAD_COLOR)
     assert bgr is not None and bgr.shape == (224, 224, 3)

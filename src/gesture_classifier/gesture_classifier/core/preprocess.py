@@ -139,8 +139,12 @@ def resize(chw: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
 
 
 def normalize(images: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
-    """uint8 ``(..., 3, S, S)`` in [0, 255] -> float32 ``(x / 255 - mean) / std`` (a new tensor),
-    after :func:`gray_world_` when ``spec.white_balance`` is 'gray_world'."""
+    """uint8 ``(..., 3, S, S)`` in [0, 255] -> float32 ``(x / 255 - mean) / std`` (a new tensor;
+    ``images`` is not changed), after :func:`gray_world_` when ``spec.white_balance`` is
+    'gray_world'. Raises TypeError for another dtype (a float tensor would be scaled twice, and
+    changed in place)."""
+    if images.dtype != torch.uint8:
+        raise TypeError(f'normalize() takes uint8 images in [0, 255], got {images.dtype}')
     x = images.to(torch.float32)
     if spec.white_balance == 'gray_world':
         gray_world_(x)
