@@ -11,7 +11,8 @@ from gesture_classifier.core.evaluation import Figures
 from gesture_classifier.core.model import create_model, load_model
 from gesture_classifier.core.preprocess import PreprocessSpec
 from gesture_classifier.core.tasks import Task
-from gesture_classifier.core.training import RECIPES, TrainConfig, fit, train_task, validate
+from gesture_classifier.core.training import (DEFAULT_SPEC, RECIPES, TrainConfig, fit, train_task,
+                                              validate)
 
 SMALL = PreprocessSpec(input_size=64)
 DLI = RECIPES['dli']
@@ -100,8 +101,12 @@ def test_train_more_continues_from_the_parent(task, make_dataset):
     head = parent.model.fc.weight.detach().clone()
     cfg = TrainConfig(epochs=1, batch_size=4, val_fraction=0.25, seed=1,
                       recipe=RECIPES['linear_probe'], learning_rate=1e-7, augment=False)
-    more = train_task(task, cfg, 'none', parent=parent)
+    # the trainer passes its default spec (gray world); the parent's preprocessing wins, so
+    # the weights keep seeing images prepared as they were trained on
+    assert SMALL.white_balance == 'none' and DEFAULT_SPEC.white_balance == 'gray_world'
+    more = train_task(task, cfg, 'none', parent=parent, spec=DEFAULT_SPEC)
     child = load_model(task.model_path, expected_classes=task.classes)
+    assert child.spec == parent.spec == SMALL
     assert more.parent == parent.model_id and child.parent_model_id == parent.model_id
     assert child.total_epochs == 3 and child.epochs == 1
     # it started from the parent's weights (only fc trains in a linear probe)
