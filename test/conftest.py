@@ -2,7 +2,9 @@
 
 Every run gets its own ROS_DOMAIN_ID and keeps discovery on this host, so parallel runs and
 other ROS processes on the machine never see each other (set before anything initialises
-rclpy or starts a node process, which inherit the environment).
+rclpy or starts a node process, which inherit the environment): GC_TEST_ROS_DOMAIN_ID when
+set (scripts/test.sh gives each distribution's run its own, as they run side by side), else a
+random one of 1-100.
 """
 import contextlib
 import os
@@ -13,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-os.environ['ROS_DOMAIN_ID'] = str(random.SystemRandom().randint(1, 100))
+os.environ['ROS_DOMAIN_ID'] = (os.environ.get('GC_TEST_ROS_DOMAIN_ID')
+                              or str(random.SystemRandom().randint(1, 100)))
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
