@@ -191,16 +191,19 @@ def test_resolve_device_bad_names(name):
 
 
 def test_auto_epochs_aim_for_the_recipes_steps_within_bounds():
-    from gesture_classifier.core.training import AUTO_EPOCHS_RANGE, RECIPES, auto_epochs
-    recipe = RECIPES['generalise'].replace(auto_steps=600)
-    assert auto_epochs(160, 8, recipe) == 30          # 20 batches an epoch
-    assert auto_epochs(190, 8, recipe) == 25          # 24 batches
-    assert auto_epochs(4800, 8, recipe) == AUTO_EPOCHS_RANGE[0]  # large sets: the floor
-    assert auto_epochs(8, 8, recipe) == AUTO_EPOCHS_RANGE[1]     # one batch: the ceiling
-    assert auto_epochs(8, 8, recipe, max_epochs=40) == 40
-    assert auto_epochs(8, 8, recipe, max_epochs=5) == 5          # a lower cap wins over 10
+    from gesture_classifier.core.training import (AUTO_EPOCHS_RANGE, RECIPES, auto_epochs,
+                                                  auto_steps)
+    recipe = RECIPES['generalise'].replace(auto_steps_per_class=300)
+    assert auto_steps(recipe, 2) == 600 and auto_steps(recipe, 5) == 1500
+    assert auto_epochs(160, 2, 8, recipe) == 30          # 600 steps, 20 batches an epoch
+    assert auto_epochs(190, 2, 8, recipe) == 25          # 24 batches
+    assert auto_epochs(160, 5, 8, recipe) == 75          # five classes: 1500 steps
+    assert auto_epochs(4800, 2, 8, recipe) == AUTO_EPOCHS_RANGE[0]  # large sets: the floor
+    assert auto_epochs(8, 2, 8, recipe) == AUTO_EPOCHS_RANGE[1]     # one batch: the ceiling
+    assert auto_epochs(8, 2, 8, recipe, max_epochs=40) == 40
+    assert auto_epochs(8, 2, 8, recipe, max_epochs=5) == 5          # a lower cap wins over 10
     with pytest.raises(ValueError):
-        auto_epochs(0, 8, recipe)
+        auto_epochs(0, 2, 8, recipe)
 
 
 def test_fit_refuses_auto_epochs_which_train_task_resolves():

@@ -26,7 +26,8 @@ from .tasks import Task
 from .transfer import ChunkReceiver, TransferError
 from .preprocess import WHITE_BALANCES
 from .training import (AUGMENTATIONS, AUTO_EPOCHS_RANGE, AVERAGING, DEFAULT_SPEC, RECIPES, STAGES,
-                       Progress, Recipe, TrainConfig, get_recipe, resolve_device, train_task)
+                       Progress, Recipe, TrainConfig, auto_steps, get_recipe, resolve_device,
+                       train_task)
 from .versions import MODEL_ID_PATTERN, ModelStore, VersionError, resolve_transfer_path
 
 __all__ = ['Start', 'TrainError', 'EvaluateError', 'TrainerSettings', 'TrainRequest',
@@ -136,7 +137,9 @@ RECIPE_SETTINGS = {
     'mix': ('MixUp/CutMix Beta(mix, mix) mixing per batch; 0 = off', (0.0, 2.0), ''),
     'l2sp': ('L2-SP: pull of the backbone toward its pretrained weights per step; 0 = off',
              (0.0, 1.0), ''),
-    'auto_steps': ('Optimisation steps an epochs=0 (auto) goal aims for', (1, 100000), ''),
+    'auto_steps_per_class': ('Optimisation steps per class an epochs=0 (auto) goal aims for '
+                             '(thumbs, 2 classes: twice this; fingers, 5: five times)',
+                             (1, 50000), ''),
 }
 
 
@@ -473,7 +476,7 @@ def run_training(task: Task, settings: TrainerSettings, goal: TrainRequest,
         return _failed(report, TrainError.MODEL_MISMATCH, parent)
     start = f'from model {parent.model_id}' if parent else 'from the initial weights'
     epochs = f'{cfg.epochs} epochs' if cfg.epochs else \
-        f'auto epochs (about {recipe.auto_steps} steps)'
+        f'auto epochs (about {auto_steps(recipe, len(task.classes))} steps)'
     LOG.info(f'training {task.name!r} for {epochs} {start} (batch '
              f'{cfg.batch_size}, lr {cfg.lr:g}); {recipe.describe()}{note}')
 

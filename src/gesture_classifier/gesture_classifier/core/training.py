@@ -51,7 +51,7 @@ __all__ = ['STAGES', 'AUGMENTATIONS', 'AVERAGING', 'Recipe', 'RECIPES', 'DEFAULT
            'set_train_mode', 'trainable_parameters', 'make_optimizer', 'train_one_epoch',
            'logits_batches', 'predict_batches', 'evaluate', 'validate', 'wise_blend', 'fit',
            'train_task', 'resolve_device', 'L2SP', 'RandomGamma', 'RandomWhiteBalance',
-           'auto_epochs', 'AUTO_EPOCHS_RANGE']
+           'auto_epochs', 'auto_steps', 'AUTO_EPOCHS_RANGE']
 
 LOG = logging.getLogger(__name__)
 #: The preprocessing of a new model (frozen, so one shared instance is safe): 224 px, ImageNet
@@ -103,7 +103,8 @@ class Recipe:
         mix: MixUp / CutMix (Zhang et al., ICLR 2018; Yun et al., ICCV 2019), one of the two
             chosen at random per batch, with Beta(mix, mix) mixing weights; 0 = off, else
             in (0, 2].
-        auto_steps: optimisation steps an ``epochs=0`` ("auto") goal aims for: the epochs are
+        auto_steps_per_class: optimisation steps per class an ``epochs=0`` ("auto") goal aims
+            for (a two-class task: twice this, five classes: five times): the epochs are
             chosen by :func:`auto_epochs` so that small datasets get enough steps to fit and
             large ones do not take needlessly long, >= 1.
         l2sp: pull of the trained backbone weights back toward their starting (pretrained)
@@ -133,7 +134,7 @@ class Recipe:
     crop_scale: tuple[float, float] = (0.5, 1.0)
     mix: float = 0.0
     l2sp: float = 0.0
-    auto_steps: int = 600
+    auto_steps_per_class: int = 300
 
     def __post_init__(self):
         if self.train_from not in STAGES:
@@ -165,8 +166,9 @@ class Recipe:
                              f'{self.crop_scale}')
         if not (0 <= self.mix <= 2 and math.isfinite(self.mix)):
             raise ValueError(f'mix must be in [0, 2], got {self.mix}')
-        if not (isinstance(self.auto_steps, int) and self.auto_steps >= 1):
-            raise ValueError(f'auto_steps must be an integer >= 1, got {self.auto_steps!r}')
+        if not (isinstance(self.auto_steps_per_class, int) and self.auto_steps_per_class >= 1):
+            raise ValueError(f'auto_steps_per_class must be an integer >= 1, got '
+                             f'{self.auto_steps_per_class!r}')
         if not (0 <= self.l2sp <= 1 and math.isfinite(self.l2sp)):
             raise ValueError(f'l2sp must be in [0, 1], got {self.l2sp}')
         if not 0 < self.wise_alpha <= 1:
@@ -342,14 +344,23 @@ class TrainOutcome:
     calibration: str = ''
 
 
-def auto_epochs(train_images: int, batch_size: int, recipe: Recipe,
+def auto_steps(recipe: Recipe, classes: int) -> int:
+    """Optimisation steps an ``epochs=0`` goal aims for: ``recipe.auto_steps_per_class``
+    times the task's number of classes (``classes`` >= 1; 600 for a two-class task with the
+    default recipe, 1500 for five)."""
+    return recipe.auto_steps_per_class * max(classes, 1)
+
+
+def auto_epochs(train_images: int, classes: int, batch_size: int, recipe: Recipe,
                 max_epochs: int = AUTO_EPOCHS_RANGE[1]) -> int:
-    """Epochs for an ``epochs=0`` goal: enough passes for ``recipe.auto_steps`` optimisation
+    """Epochs for an ``epochs=0`` goal: enough passes for :func:`auto_steps` optimisation
     steps of ``batch_size`` images, within ``[AUTO_EPOCHS_RANGE[0], max_epochs]``.
 
     Why steps and not epochs: with ~45 images a class, 10 epochs are about 200 steps and leave
     the five-class fingers task under-trained (training accuracy 0.86); the same 10 epochs of
-    a 5,000-image dataset are 6,000 steps. See docs/learning.md for the measurements.
+    a 5,000-image dataset are 6,000 steps. Why per class: 600 steps fit thumbs (2 classes) and
+    twice as many gained it nothing, while fingers (5 classes) gained on held-out photos from
+    600 to 1500 (docs/learning.md has the measurements).
 
     Raises:
         ValueError: ``train_images`` < 1 or ``batch_size`` < 1.
@@ -358,7 +369,7 @@ def auto_epochs(train_images: int, batch_size: int, recipe: Recipe,
         raise ValueError(f'need >= 1 training image and batch size, got {train_images} and '
                          f'{batch_size}')
     batches = math.ceil(train_images / batch_size)
-    wanted = math.ceil(recipe.auto_steps / batches)
+    wanted = math.ceil(auto_steps(recipe, classes) / batches)
     return max(min(AUTO_EPOCHS_RANGE[0], max_epochs), min(wanted, max_epochs))
 
 
@@ -789,10 +800,12 @@ def train_task(task: Task, cfg: TrainConfig, initial_weights: str = 'imagenet',
         message = (f'continues from model {parent.model_id} ({so_far} epoch(s) so far; its '
                    f'backbone started from {parent.initial_weights or "unknown weights"})')
     if cfg.epochs == 0:
-        cfg = dataclasses.replace(cfg, epochs=auto_epochs(len(train_idx), cfg.batch_size,
-                                                          cfg.recipe, cfg.max_auto_epochs))
-        LOG.info('auto: %d epochs for %d training images (about %d steps of %d)', cfg.epochs,
-                 len(train_idx), cfg.recipe.auto_steps, cfg.batch_size)
+        classes = len(task.classes)
+        cfg = dataclasses.replace(cfg, epochs=auto_epochs(
+            len(train_idx), classes, cfg.batch_size, cfg.recipe, cfg.max_auto_epochs))
+        LOG.info('auto: %d epochs for %d training images of %d classes (about %d steps of %d)',
+                 cfg.epochs, len(train_idx), classes, auto_steps(cfg.recipe, classes),
+                 cfg.batch_size)
     LOG.info('%s; %s', message, cfg.recipe.describe())
     model.to(torch.device(cfg.device))
     result = fit(model, data.images[train_idx], data.targets[train_idx],

@@ -360,7 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     im.set_defaults(func=cmd_import)
     t = sub.add_parser('train', help='train the model, with a progress bar')
     t.add_argument('--epochs', type=int, default=0,
-                   help='0 (default): auto, about 600 optimisation steps (10..100 epochs)')
+                   help='0 (default): auto, about 300 optimisation steps per class '
+                        '(10..100 epochs)')
     t.add_argument('--batch-size', type=int, default=0, help="0: the trainer's default")
     t.add_argument('--lr', type=float, default=0.0, help="0: the trainer's default")
     t.add_argument('--recipe', default='', help="a recipe preset (generalise, dli, layer4, "
