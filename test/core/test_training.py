@@ -238,3 +238,10 @@ def test_a_train_goal_of_zero_epochs_is_auto_and_negative_or_too_many_are_refuse
     assert goal_error(TrainRequest(epochs=100), settings) == ''
     for bad in (-1, 101):
         assert '0 (auto) or in 1..100' in goal_error(TrainRequest(epochs=bad), settings)
+
+
+def test_the_trainer_settings_refuse_an_unknown_white_balance():
+    """The trainer does not start with a white balance its models could not store."""
+    from gesture_classifier.core.trainer import TrainerSettings
+    with pytest.raises(ValueError, match="white_balance must be one of .*got 'sepia'"):
+        TrainerSettings.from_parameters({'recipe': 'generalise', 'white_balance': 'sepia'}, {})

@@ -24,7 +24,6 @@ from .quantize import export_int8, task_images
 from .review import evaluate_model
 from .tasks import Task
 from .transfer import ChunkReceiver, TransferError
-from .preprocess import WHITE_BALANCES
 from .training import (AUGMENTATIONS, AUTO_EPOCHS_RANGE, AVERAGING, DEFAULT_SPEC, RECIPES, STAGES,
                        Progress, Recipe, TrainConfig, auto_steps, get_recipe, resolve_device,
                        train_task)
@@ -98,9 +97,8 @@ class TrainerSettings:
                 range, or a backend whose package is missing (the node does not start).
         """
         preset = get_recipe(values['recipe'])
-        if values['white_balance'] not in WHITE_BALANCES:
-            raise ValueError(f"white_balance must be one of {', '.join(WHITE_BALANCES)}, got "
-                             f"{values['white_balance']!r}")
+        # PreprocessSpec refuses an unknown white balance (ValueError): checked where it is kept
+        dataclasses.replace(DEFAULT_SPEC, white_balance=values['white_balance'])
         backend = values['backend']
         if backend == AUTO:
             backend = 'onnxruntime' if 'onnxruntime' in available_backends() else 'pytorch'
