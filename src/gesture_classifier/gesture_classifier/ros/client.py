@@ -34,6 +34,7 @@ import hashlib
 import math
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -339,6 +340,7 @@ class GestureClient:
         if self._actions:
             node.create_timer(CHECK_PERIOD, self._check_under_way, **group)
         self._executor = self._thread = None
+        self._closing = False
         if self._own_node:
             self._executor = SingleThreadedExecutor(context=self.context)
             self._executor.add_node(node)
@@ -365,15 +367,25 @@ class GestureClient:
 
     # -- lifecycle -------------------------------------------------------------------------
     def _spin(self):
-        try:
-            self._executor.spin()
-        except Exception:  # executor shut down while spinning
-            pass
+        """The client's thread: spin until close(). rclpy's ``spin()`` re-raises what a
+        callback raised (a prediction listener, a done callback): that is logged with its
+        traceback and the spinning goes on, so that one bad callback never leaves the client
+        deaf to every later answer."""
+        while True:
+            try:
+                self._executor.spin()
+                return
+            except Exception:
+                if not self.context.ok() or self._closing:
+                    return  # shut down while spinning
+                self.node.get_logger().error(
+                    f'a callback of the client raised; going on:\n{traceback.format_exc()}')
 
     def close(self):
         """Stop the client's own node and context (nothing for a client on another node)."""
         if not self._own_node:
             return
+        self._closing = True
         self._executor.shutdown(timeout_sec=2.0)
         self.node.destroy_node()
         if self._own_context:

@@ -1,0 +1,60 @@
+"""``ros.client.GestureClient``'s own spinning thread: a callback that raises (here a
+prediction listener, as a user's node may add) is logged and the client keeps receiving;
+before, rclpy's ``spin()`` re-raised it, the thread ended silently and every later
+``wait_for_prediction`` timed out. A real publisher node over the real middleware."""
+from __future__ import annotations
+
+import time
+
+import pytest
+import rclpy
+from gesture_interfaces.msg import Prediction
+from rclpy.node import Node
+
+from gesture_classifier.ros.client import GestureClient
+from gesture_classifier.ros.topics import PREDICTION_QOS
+
+pytestmark = pytest.mark.graph
+
+
+def test_a_raising_listener_neither_stops_the_client_nor_is_silent(capfd):
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    publisher_node = Node('prediction_source', namespace='/probe', context=context)
+    pub = publisher_node.create_publisher(Prediction, 'predictions', PREDICTION_QOS)
+    heard = []
+
+    def listener(msg):
+        heard.append(msg.header.frame_id)
+        if msg.header.frame_id == 'bad':
+            raise ValueError('a listener bug')
+
+    with GestureClient('/probe', uses=('predictions',)) as client:
+        client.add_prediction_listener(listener)
+        deadline = time.monotonic() + 30
+        while pub.get_subscription_count() < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pub.get_subscription_count() == 1, 'the client never subscribed'
+        for frame_id in ('bad', 'good'):
+            got = None
+            for _ in range(60):  # best-effort QoS: publish until one arrives
+                pub.publish(_prediction(frame_id))
+                try:
+                    got = client.wait_for_prediction(lambda p: p.header.frame_id == frame_id,
+                                                     0.5)
+                    break
+                except Exception:
+                    continue
+            assert got is not None, f'no prediction {frame_id!r} after the listener raised'
+        assert client._thread.is_alive()
+    publisher_node.destroy_node()
+    rclpy.shutdown(context=context)
+    err = capfd.readouterr().err
+    assert 'a callback of the client raised' in err and 'ValueError: a listener bug' in err
+    assert heard.count('good') >= 1
+
+
+def _prediction(frame_id: str) -> Prediction:
+    msg = Prediction()
+    msg.header.frame_id = frame_id
+    return msg
