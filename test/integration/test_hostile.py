@@ -101,7 +101,8 @@ def _still_answering(hostile, tag: str) -> None:
         except Exception:
             continue
     else:
-        raise AssertionError(f'the classifier does not answer any more ({tag})')
+        raise AssertionError(f'the classifier does not answer any more ({tag})'
+                             f'{_state(hostile)}')
     assert gc.collect('nope', timeout=10).message, 'the collector does not answer'
 
 
@@ -372,7 +373,16 @@ def _prediction(hostile, predicate, timeout):
                                           predicate(p), 0.5)
         except Exception:
             continue
-    raise AssertionError(f'no matching prediction within {timeout} s')
+    raise AssertionError(f'no matching prediction within {timeout} s{_state(hostile)}')
+
+
+def _state(hostile) -> str:
+    """What a failure message needs to tell a dead node from a deaf client: the exited
+    node processes, whether the client still spins, and the end of the nodes' log."""
+    thread = hostile['client']._thread
+    return (f'; exited nodes: {hostile["nodes"].poll() or "none"}; client spinning: '
+            f'{thread is not None and thread.is_alive()}; the nodes\' log ends with:\n'
+            f'{hostile["log"].read_text()[-4000:]}')
 
 
 def _announce(pub, model_id, path):
