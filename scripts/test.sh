@@ -7,12 +7,13 @@
 #   GC_ROS_DISTROS=kilted scripts/test.sh -m "not graph"     # the fast tier
 #   scripts/test.sh test/integration/test_web.py -k token
 #
-# The first distribution's tests run while the others set up and test, one after the other,
-# in the background; their output follows the first's. A test process keeps about one core
-# busy (much of a graph test waits on the middleware and on node processes), so on the 2-core
-# CI machine both distributions' tests take about 15 minutes side by side against 22 one
-# after the other (docs/testing.md). Each distribution gets its own ROS_DOMAIN_ID, so the
-# two graphs never see each other. GC_TEST_SERIAL=1 runs them one after the other.
+# The other distributions set up in the background while the first one's tests run (set-up is
+# mostly downloads and unpacking; it overlaps test/core, which starts no ROS graph); their
+# tests run after the first one's, one distribution at a time, with their own ROS_DOMAIN_ID.
+# GC_TEST_SIDE_BY_SIDE=1 runs their tests in the background too: faster on an idle 2-core
+# machine (about 15 minutes against 22), but two ROS graphs at once on 2 cores made timing
+# failures likelier (CI, 2026-12-07: docs/testing.md). GC_TEST_SERIAL=1 sets up each
+# distribution only when its turn comes.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -52,6 +53,15 @@ run_others() {
   return "$status"
 }
 
+# setup_others: set up the distributions after the first (a failure stops at once).
+setup_others() {
+  local i
+  for (( i = 1; i < ${#distros[@]}; i++ )); do
+    printf '\n======== ROS 2 %s ========\n' "${distros[$i]}"
+    GC_ROS="${distros[$i]}" scripts/setup.sh --no-demo || return
+  done
+}
+
 extra=("$@")
 status=0
 if [ "${#distros[@]}" -lt 2 ] || [ "${GC_TEST_SERIAL:-0}" = 1 ]; then
@@ -65,10 +75,15 @@ fi
 printf '\n======== ROS 2 %s ========\n' "${distros[0]}"
 GC_ROS="${distros[0]}" scripts/setup.sh --no-demo
 log="$(mktemp "${TMPDIR:-/tmp}/gc-test-others.XXXXXX")"
+if [ "${GC_TEST_SIDE_BY_SIDE:-0}" = 1 ]; then
+  background=run_others what='set-up and tests'
+else
+  background=setup_others what='set-up'
+fi
 # Job control for this one job: it gets a process group of its own (to stop it as a whole)
 # and keeps SIGINT, which a background job of a script otherwise ignores.
 set -m
-run_others > "$log" 2>&1 &
+"$background" > "$log" 2>&1 &
 others=$!
 set +m
 stop_others() {
@@ -77,12 +92,21 @@ stop_others() {
   rm -f "$log"
 }
 trap 'stop_others; exit 130' INT TERM
-printf '(%s: set-up and tests in the background; the output follows this run'"'"'s)\n' \
-  "${distros[*]:1}"
+printf '(%s: %s in the background; the output follows this run'"'"'s)\n' \
+  "${distros[*]:1}" "$what"
 run_distro 0 "${distros[0]}" no || status=$?
 printf '\n(waiting for %s)\n' "${distros[*]:1}"
-wait "$others" || status=$?
+setup_status=0
+wait "$others" || setup_status=$?
 trap - INT TERM
 cat "$log"
 rm -f "$log"
+if [ "$background" = run_others ]; then
+  [ "$setup_status" = 0 ] || status=$setup_status
+  exit "$status"
+fi
+[ "$setup_status" = 0 ] || exit "$setup_status"
+for (( i = 1; i < ${#distros[@]}; i++ )); do
+  run_distro "$i" "${distros[$i]}" no || status=$?
+done
 exit "$status"

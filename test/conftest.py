@@ -3,7 +3,7 @@
 Every run gets its own ROS_DOMAIN_ID and keeps discovery on this host, so parallel runs and
 other ROS processes on the machine never see each other (set before anything initialises
 rclpy or starts a node process, which inherit the environment): GC_TEST_ROS_DOMAIN_ID when
-set (scripts/test.sh gives each distribution's run its own, as they run side by side), else a
+set (scripts/test.sh gives each distribution's run its own: they may run side by side), else a
 random one of 1-100.
 """
 import contextlib
