@@ -11,7 +11,7 @@ import rclpy
 from gesture_interfaces.msg import Prediction
 from rclpy.node import Node
 
-from gesture_classifier.ros.client import GestureClient
+from gesture_classifier.ros.client import ClientError, GestureClient
 from gesture_classifier.ros.topics import PREDICTION_QOS
 
 pytestmark = pytest.mark.graph
@@ -40,10 +40,10 @@ def test_a_raising_listener_neither_stops_the_client_nor_is_silent(capfd):
             for _ in range(60):  # best-effort QoS: publish until one arrives
                 pub.publish(_prediction(frame_id))
                 try:
-                    got = client.wait_for_prediction(lambda p: p.header.frame_id == frame_id,
-                                                     0.5)
+                    got = client.wait_for_prediction(
+                        lambda p, want=frame_id: p.header.frame_id == want, 0.5)
                     break
-                except Exception:
+                except ClientError:
                     continue
             assert got is not None, f'no prediction {frame_id!r} after the listener raised'
         assert client._thread.is_alive()
