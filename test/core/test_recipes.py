@@ -20,7 +20,7 @@ from gesture_classifier.core.tasks import Task
 from gesture_classifier.core.training import (DEFAULT_RECIPE, DLI, RECIPES, STAGES,
                                          RandomWhiteBalance, Recipe, TrainConfig, augmenter,
                                          evaluate, fit, get_recipe, predict_batches,
-                                         train_task)
+                                         shuffle_tiles, train_task)
 
 SMALL = PreprocessSpec(input_size=64)
 
@@ -242,6 +242,9 @@ def test_the_model_file_and_result_record_recipe_and_weights(tmp_path, make_data
     (dict(wise_alpha=0.0), 'wise_alpha'),
     (dict(wise_alpha=1.5), 'wise_alpha'),
     (dict(wise_alpha=0.5, head_warmup_epochs=0), 'head_warmup_epochs'),
+    (dict(outlier_exposure=-0.1), 'outlier_exposure'),
+    (dict(outlier_exposure=float('nan')), 'outlier_exposure'),
+    (dict(outlier_exposure=2.5), 'outlier_exposure'),
 ])
 def test_recipe_validation(changes, match):
     with pytest.raises(ValueError, match=match):
@@ -269,3 +272,39 @@ def test_an_averaging_recipe_keeps_its_average_not_the_best_single_epoch(data):
             TrainConfig(epochs=3, batch_size=4, recipe=recipe, keep_best=True))
     assert r.saved_epoch == 3 and not r.best_selected and r.best_epoch >= 1
     assert r.saved_val_accuracy == r.val_accuracy
+
+
+def test_shuffle_tiles_moves_whole_tiles_and_keeps_the_border(data):
+    """Every tile of the result is a tile of the input at another place (a real photo), the
+    border that fills no whole tile is untouched, the input is not changed."""
+    x = data.images[:3, :, :63, :62].clone()  # 63x62: a 3- and 2-pixel border at grid 4
+    before = x.clone()
+    torch.manual_seed(1)
+    y = shuffle_tiles(x, 4)
+    assert torch.equal(x, before) and y.shape == x.shape and y.dtype == x.dtype
+    assert torch.equal(y[..., 60:, :], x[..., 60:, :]) and torch.equal(y[..., 60:], x[..., 60:])
+
+    def tiles(img):
+        return [img[:, i * 15:(i + 1) * 15, j * 15:(j + 1) * 15] for i in range(4)
+                for j in range(4)]
+    for a, b in zip(x, y):
+        source = tiles(a)
+        moved = tiles(b)
+        assert all(any(torch.equal(t, s) for s in source) for t in moved)
+        assert sum(torch.equal(t, s) for t, s in zip(moved, source)) < 16  # not in place
+
+
+def test_outlier_exposure_lowers_the_confidence_on_shuffled_tiles(data):
+    """The same training with the outlier term gives tile-shuffled photos (the synthetic
+    outliers) a confidence nearer 1/2 than without it, and still fits the photos."""
+    recipe = RECIPES[DEFAULT_RECIPE].replace(augmentation='none', average='none',
+                                             head_warmup_epochs=0)
+    torch.manual_seed(5)
+    shuffled = shuffle_tiles(data.images, 4)
+    confidence, accuracy = {}, {}
+    for weight in (0.0, 0.5):
+        model = _fit(data, recipe.replace(outlier_exposure=weight), epochs=15)
+        confidence[weight] = float(predict_batches(model, shuffled, SMALL).max(1).values.mean())
+        accuracy[weight] = evaluate(model, data.images, data.targets, SMALL)
+    assert confidence[0.5] < confidence[0.0] - 0.03, confidence
+    assert min(accuracy.values()) >= 0.9, accuracy

@@ -135,6 +135,8 @@ RECIPE_SETTINGS = {
     'mix': ('MixUp/CutMix Beta(mix, mix) mixing per batch; 0 = off', (0.0, 2.0), ''),
     'l2sp': ('L2-SP: pull of the backbone toward its pretrained weights per step; 0 = off',
              (0.0, 1.0), ''),
+    'outlier_exposure': ('Outlier exposure: weight of training tile-shuffled copies of the '
+                         'images toward "no class"; 0 = off', (0.0, 2.0), ''),
     'auto_steps_per_class': ('Optimisation steps per class an epochs=0 (auto) goal aims for '
                              '(thumbs, 2 classes: twice this; fingers, 5: five times)',
                              (1, 50000), ''),

@@ -51,7 +51,7 @@ __all__ = ['STAGES', 'AUGMENTATIONS', 'AVERAGING', 'Recipe', 'RECIPES', 'DEFAULT
            'set_train_mode', 'trainable_parameters', 'make_optimizer', 'train_one_epoch',
            'logits_batches', 'predict_batches', 'evaluate', 'validate', 'wise_blend', 'fit',
            'train_task', 'resolve_device', 'L2SP', 'RandomGamma', 'RandomWhiteBalance',
-           'auto_epochs', 'auto_steps', 'AUTO_EPOCHS_RANGE']
+           'auto_epochs', 'auto_steps', 'AUTO_EPOCHS_RANGE', 'shuffle_tiles', 'OUTLIER_GRID']
 
 LOG = logging.getLogger(__name__)
 #: The preprocessing of a new model (frozen, so one shared instance is safe): 224 px, ImageNet
@@ -111,6 +111,14 @@ class Recipe:
             values after every step, ``w -= lr * l2sp * (w - w0)`` (L2-SP, Li et al., ICML
             2018, in AdamW's decoupled form; the backbone then gets no plain weight decay);
             0 = off, else in (0, 1].
+        outlier_exposure: weight of an outlier-exposure term (Hendrycks et al., ICLR 2019)
+            with synthetic outliers made from the batch itself: half of each batch's images,
+            cut into a :data:`OUTLIER_GRID` x :data:`OUTLIER_GRID` grid of tiles shuffled
+            (:func:`shuffle_tiles`: the room's colours and textures without a whole hand), are
+            trained toward the uniform distribution over the classes (cross-entropy to
+            uniform, added to the loss with this weight), so a frame without a taught
+            gesture gets low confidence and a high OOD score; 0 = off, else in (0, 2]. Off
+            with ``augment=False``.
         wise_alpha: weight-space ensemble of the fine-tuned and the linear-probe model
             (WiSE-FT, Wortsman et al., CVPR 2022): the saved weights are
             ``(1 - wise_alpha) * probe + wise_alpha * fine_tuned``, where ``probe`` is the
@@ -135,6 +143,7 @@ class Recipe:
     mix: float = 0.0
     l2sp: float = 0.0
     auto_steps_per_class: int = 300
+    outlier_exposure: float = 0.0
 
     def __post_init__(self):
         if self.train_from not in STAGES:
@@ -171,6 +180,8 @@ class Recipe:
                              f'{self.auto_steps_per_class!r}')
         if not (0 <= self.l2sp <= 1 and math.isfinite(self.l2sp)):
             raise ValueError(f'l2sp must be in [0, 1], got {self.l2sp}')
+        if not (0 <= self.outlier_exposure <= 2 and math.isfinite(self.outlier_exposure)):
+            raise ValueError(f'outlier_exposure must be in [0, 2], got {self.outlier_exposure}')
         if not 0 < self.wise_alpha <= 1:
             raise ValueError(f'wise_alpha must be in (0, 1], got {self.wise_alpha}')
         if self.wise_alpha < 1 and not (self.freeze_batchnorm and self.head_warmup_epochs):
@@ -192,7 +203,7 @@ class Recipe:
                 f"epoch(s), {'cosine' if self.cosine else 'constant'} lr, average "
                 f"{self.average}, WiSE-FT alpha {self.wise_alpha:g}, crop scale "
                 f"{self.crop_scale[0]:g}-{self.crop_scale[1]:g}, mix {self.mix:g}, L2-SP "
-                f"{self.l2sp:g}")
+                f"{self.l2sp:g}, outlier exposure {self.outlier_exposure:g}")
 
 
 #: The DLI notebook's recipe, kept so a course user can reproduce the course.
@@ -542,9 +553,11 @@ def train_one_epoch(model: nn.Module, images: torch.Tensor, targets: torch.Tenso
     mode of ``cfg.recipe`` (see :func:`set_train_mode`).
 
     ``augment`` (see :func:`augmenter`) is applied to each image; ``mixer`` (MixUp/CutMix,
-    see Recipe.mix) to each normalised batch and its labels; ``scheduler`` and ``l2sp`` step
-    after every batch. ``report(batch, batches, mean_loss, accuracy)`` is called after every batch;
-    ``should_stop()`` before every batch - when it returns True the epoch ends at once.
+    see Recipe.mix) to each normalised batch and its labels; unless ``cfg.augment`` is False,
+    half of each batch also goes through :func:`shuffle_tiles` for Recipe.outlier_exposure;
+    ``scheduler`` and ``l2sp`` step after every batch. ``report(batch, batches, mean_loss,
+    accuracy)`` is called after every batch; ``should_stop()`` before every batch - when it
+    returns True the epoch ends at once.
 
     Returns:
         (mean loss, accuracy, stopped) over the batches done.
@@ -552,6 +565,7 @@ def train_one_epoch(model: nn.Module, images: torch.Tensor, targets: torch.Tenso
     set_train_mode(model, cfg.recipe)
     device = next(model.parameters()).device
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.recipe.label_smoothing)
+    exposure = cfg.recipe.outlier_exposure if cfg.augment else 0.0
     order = torch.randperm(len(targets), generator=generator)
     batches = math.ceil(len(order) / cfg.batch_size)
     loss_sum, correct, seen = 0.0, 0, 0
@@ -566,8 +580,16 @@ def train_one_epoch(model: nn.Module, images: torch.Tensor, targets: torch.Tenso
         y = targets[idx].to(device, non_blocking=True)
         x, soft = mixer(x, y) if mixer is not None else (x, y)
         optimizer.zero_grad(set_to_none=True)
-        logits = model(x)
-        loss = criterion(logits, soft)
+        if exposure:
+            outliers = shuffle_tiles(x[:max(1, len(x) // 2)], OUTLIER_GRID)
+            both = model(torch.cat([x, outliers]))
+            logits = both[:len(x)]
+            # cross-entropy to the uniform distribution: -mean over classes of log p
+            loss = criterion(logits, soft) + exposure * \
+                -both[len(x):].log_softmax(1).mean(1).mean()
+        else:
+            logits = model(x)
+            loss = criterion(logits, soft)
         loss.backward()
         optimizer.step()
         if l2sp is not None:
@@ -634,6 +656,30 @@ def wise_blend(probe: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor],
     come from ``tuned``."""
     return {k: torch.lerp(probe[k], v, alpha) if v.is_floating_point() else v
             for k, v in tuned.items()}
+
+
+#: Tiles per side of :func:`shuffle_tiles` for Recipe.outlier_exposure: 56-pixel tiles at
+#: 224 px, smaller than a hand in the DLI tool's frames, larger than its fingers.
+OUTLIER_GRID = 4
+
+
+def shuffle_tiles(x: torch.Tensor, grid: int) -> torch.Tensor:
+    """Synthetic outliers: each image of ``x`` (``(B, C, H, W)``, any dtype, H and W >=
+    ``grid``) cut into ``grid`` x ``grid`` tiles of ``H // grid`` x ``W // grid`` pixels, put back
+    in a random order of its own (torch's global generator; a border that does not fill a
+    whole tile stays). Local colour and texture stay, the shape of what spans tiles (a hand)
+    does not. Returns a new tensor of the same shape, dtype and device."""
+    b, c, h, w = x.shape
+    th, tw = h // grid, w // grid
+    out = x.clone()
+    region = x[:, :, :grid * th, :grid * tw]
+    tiles = region.reshape(b, c, grid, th, grid, tw).permute(0, 2, 4, 1, 3, 5) \
+        .reshape(b, grid * grid, c, th, tw)
+    order = torch.rand(b, grid * grid).argsort(1).to(x.device)
+    tiles = tiles[torch.arange(b, device=x.device)[:, None], order]
+    out[:, :, :grid * th, :grid * tw] = tiles.reshape(b, grid, grid, c, th, tw) \
+        .permute(0, 3, 1, 4, 2, 5).reshape(b, c, grid * th, grid * tw)
+    return out
 
 
 def _mixer(alpha: float, classes: int) -> T.Transform:
