@@ -1,7 +1,8 @@
 """``ros.client.GestureClient``'s own spinning thread: a callback that raises (here a
 prediction listener, as a user's node may add) is logged and the client keeps receiving;
 before, rclpy's ``spin()`` re-raised it, the thread ended silently and every later
-``wait_for_prediction`` timed out. A real publisher node over the real middleware."""
+``wait_for_prediction`` timed out; and a ``spin()`` that keeps failing is retried slowly, not
+in a busy loop. A real publisher node over the real middleware."""
 from __future__ import annotations
 
 import time
@@ -58,3 +59,41 @@ def _prediction(frame_id: str) -> Prediction:
     msg = Prediction()
     msg.header.frame_id = frame_id
     return msg
+
+
+def test_a_spin_that_keeps_failing_is_retried_slowly_and_close_still_ends_it():
+    """Should the executor's ``spin()`` itself fail every time (a failure injected into the
+    real client's executor once a raising listener has ended the running spin), the thread
+    neither dies nor busy-loops: about 10 tries a second, and close() ends it."""
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    publisher_node = Node('prediction_source', namespace='/probe_spin', context=context)
+    pub = publisher_node.create_publisher(Prediction, 'predictions', PREDICTION_QOS)
+    tries = []
+
+    def failing_spin(*args, **kwargs):
+        tries.append(time.monotonic())
+        raise RuntimeError('an executor that keeps failing')
+
+    def listener(msg):
+        raise ValueError('a listener bug')
+
+    with GestureClient('/probe_spin', uses=('predictions',)) as client:
+        executor = client._executor
+        real_spin = executor.spin
+        executor.spin = failing_spin  # used from the next spin() on
+        client.add_prediction_listener(listener)
+        deadline = time.monotonic() + 30
+        while not tries and time.monotonic() < deadline:
+            pub.publish(_prediction('bad'))  # best effort: until one arrives and raises
+            time.sleep(0.1)
+        assert tries, 'no prediction reached the raising listener'
+        start = len(tries)
+        time.sleep(1.0)
+        assert client._thread.is_alive()
+        assert 1 <= len(tries) - start <= 15, len(tries) - start
+        executor.spin = real_spin
+    client._thread.join(5)
+    assert not client._thread.is_alive(), 'close() did not end the thread'
+    publisher_node.destroy_node()
+    rclpy.shutdown(context=context)

@@ -112,6 +112,9 @@ STATUS_GRACE = 5.0
 RESULT_GRACE = 5.0
 #: Seconds between the client's checks of its goals under way (lost answers).
 CHECK_PERIOD = 0.25
+#: Seconds the client's thread waits before it spins again after a failure that followed the
+#: previous one this closely (a spin that keeps failing is retried, not busy-looped).
+SPIN_RETRY_S = 0.1
 
 #: The services the client can call, by name (relative to its namespace).
 SERVICES = {
@@ -369,8 +372,10 @@ class GestureClient:
     def _spin(self):
         """The client's thread: spin until close(). rclpy's ``spin()`` re-raises what a
         callback raised (a prediction listener, a done callback): that is logged with its
-        traceback and the spinning goes on, so that one bad callback never leaves the client
-        deaf to every later answer."""
+        traceback (at most once a second) and the spinning goes on, so that one bad callback
+        never leaves the client deaf to every later answer. Should ``spin()`` itself keep
+        failing, it is retried at most 10 times a second, not in a busy loop."""
+        last_failure = -math.inf
         while True:
             try:
                 self._executor.spin()
@@ -379,7 +384,11 @@ class GestureClient:
                 if not self.context.ok() or self._closing:
                     return  # shut down while spinning
                 self.node.get_logger().error(
-                    f'a callback of the client raised; going on:\n{traceback.format_exc()}')
+                    f'a callback of the client raised; going on:\n{traceback.format_exc()}',
+                    throttle_duration_sec=1.0)
+                if time.monotonic() - last_failure < SPIN_RETRY_S:
+                    time.sleep(SPIN_RETRY_S)
+                last_failure = time.monotonic()
 
     def close(self):
         """Stop the client's own node and context (nothing for a client on another node)."""
