@@ -335,9 +335,20 @@ def bn_adapted(model: torch.nn.Module, images: torch.Tensor,
     return adapted.eval()
 
 
+def _image_name(path: Path) -> str:
+    """A test image's name in a results file: relative to ``../shared/data`` where it is
+    there (no machine's folders in committed results), else as given (clip frames)."""
+    try:
+        return str(Path(path).resolve().relative_to(SHARED_DATA.resolve()))
+    except ValueError:
+        return str(path)
+
+
 def score(mf: ModelFile, data: ImageSet) -> dict:
     """Accuracy, recall per class, flip-averaged accuracy, calibration (raw and calibrated),
-    and accuracy after AdaBN on the scored images (see :func:`bn_adapted`)."""
+    accuracy after AdaBN on the scored images (see :func:`bn_adapted`), and every image
+    answered wrong (``wrong``: name, label, answer, calibrated confidence, OOD score), so
+    that runs can be compared image by image."""
     logits, probs, ood = judge(mf, data.images)
     adabn = logits_batches(bn_adapted(mf.model, data.images, mf.spec), data.images,
                            mf.spec).numpy()
@@ -355,7 +366,12 @@ def score(mf: ModelFile, data: ImageSet) -> dict:
             'ece': expected_calibration_error(probs, y),
             'confidently_wrong_raw': confidently_wrong_rate(raw, y),
             'confidently_wrong': confidently_wrong_rate(probs, y),
-            'untrusted': float((ood > 1.0).mean())}
+            'untrusted': float((ood > 1.0).mean()),
+            'wrong': [{'image': _image_name(data.paths[i]),
+                       'label': data.class_names[y[i]], 'answer': data.class_names[pred[i]],
+                       'confidence': round(float(probs[i].max()), 3),
+                       'ood': round(float(ood[i]), 3)}
+                      for i in np.flatnonzero(pred != y).tolist()]}
 
 
 #: ``ood_threshold`` values whose gated event rates the bench reports besides the default
