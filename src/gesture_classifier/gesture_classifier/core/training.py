@@ -116,9 +116,10 @@ class Recipe:
             cut into a :data:`OUTLIER_GRID` x :data:`OUTLIER_GRID` grid of tiles shuffled
             (:func:`shuffle_tiles`: the room's colours and textures without a whole hand), are
             trained toward the uniform distribution over the classes (cross-entropy to
-            uniform, added to the loss with this weight), so a frame without a taught
-            gesture gets low confidence and a high OOD score; 0 = off, else in (0, 2]. Off
-            with ``augment=False``.
+            uniform, added to the loss with this weight), meant to give a frame without a
+            taught gesture low confidence and a high OOD score; on real such frames it did
+            not (seed 0, docs/learning.md), so it is off by default; 0 = off, else in (0, 2].
+            Off with ``augment=False``.
         wise_alpha: weight-space ensemble of the fine-tuned and the linear-probe model
             (WiSE-FT, Wortsman et al., CVPR 2022): the saved weights are
             ``(1 - wise_alpha) * probe + wise_alpha * fine_tuned``, where ``probe`` is the
