@@ -18,7 +18,7 @@ import pytest
 from gesture_classifier.core.dataset import list_images, save_sample
 from gesture_classifier.core.fsutil import atomic_write
 from gesture_classifier.core.model import ModelFile, create_model, load_model, save_model
-from gesture_classifier.core.tasks import Task
+from gesture_classifier.core.tasks import Task, read_saved_classes, save_classes
 
 CLASSES = ('thumbs_up', 'thumbs_down')
 
@@ -60,6 +60,17 @@ def test_collect_on_a_full_disk_fails_cleanly_and_keeps_the_dataset(small_fs):
     assert all(p.read_bytes() == data for p, data in before.items())
     assert all(cv2.imread(str(p)) is not None for p in files)
     assert not [p for p in task.class_dir('thumbs_up').iterdir() if p.suffix == '.tmp']
+
+
+def test_adding_a_class_on_a_full_disk_fails_and_keeps_the_saved_classes(small_fs):
+    task = Task.create('thumbs', list(CLASSES), small_fs)
+    save_classes(task.with_classes([*CLASSES, 'ok']))
+    _fill(small_fs, leave=0)
+    with pytest.raises(OSError) as exc:
+        save_classes(task.with_classes([*CLASSES, 'ok', 'fist']))
+    assert exc.value.errno == errno.ENOSPC
+    assert read_saved_classes(task) == (*CLASSES, 'ok')
+    assert sorted(p.name for p in (small_fs / 'thumbs').iterdir()) == ['classes.yaml']
 
 
 def test_a_write_that_hits_enospc_midway_leaves_the_old_file(small_fs):

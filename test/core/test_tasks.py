@@ -5,9 +5,12 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from gesture_classifier.core.tasks import (LABEL_PATTERN, PRESETS, InvalidNameError, Task,
-                                      validate_name)
+from gesture_classifier.core.tasks import (LABEL_PATTERN, MAX_CLASSES, PRESETS,
+                                           InvalidNameError, Task, read_saved_classes,
+                                           resolve_classes, save_classes, validate_name)
 
 
 @pytest.mark.parametrize('name', ['thumbs_up', '1', 'a-b', 'A', 'a' * 64, 'x_-9'])
@@ -157,3 +160,80 @@ def test_task_is_immutable(tmp_path):
     with pytest.raises(dataclasses.FrozenInstanceError):
         task.name = 'other'  # type: ignore[misc]
     assert isinstance(task.dataset_dir, Path)
+
+
+# -- classes added at run time (issue 19, item 10) -----------------------------------------------
+NAMES = st.from_regex(LABEL_PATTERN, fullmatch=True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(current=st.lists(NAMES, min_size=2, max_size=6, unique=True),
+       proposed=st.lists(NAMES, min_size=0, max_size=8))
+def test_classes_only_grow_at_the_end(current, proposed):
+    """Property: a new list is accepted exactly when it keeps the current classes first, in
+    order, and adds unique safe names; then every current class keeps its output index."""
+    task = Task(name='t', classes=tuple(current), dataset_dir=Path('/d'), model_path=Path('/m'))
+    ok = (proposed[:len(current)] == current and len(set(proposed)) == len(proposed)
+          and len(proposed) <= MAX_CLASSES)
+    if ok:
+        new = task.with_classes(proposed)
+        assert new.classes == tuple(proposed)
+        assert all(new.classes.index(c) == i for i, c in enumerate(current))
+        assert (new.name, new.dataset_dir, new.model_path) == (task.name, task.dataset_dir,
+                                                               task.model_path)
+    else:
+        with pytest.raises(ValueError):
+            task.with_classes(proposed)
+    assert task.classes == tuple(current)  # the task itself never changes
+
+
+@pytest.mark.parametrize('proposed, match', [
+    (['thumbs_down', 'thumbs_up', 'ok'], 'does not start with'),
+    (['thumbs_up', 'ok'], 'does not start with'),
+    (['thumbs_up', 'thumbs_down', 'ok', 'ok'], 'duplicate'),
+    (['thumbs_up', 'thumbs_down', '../../x'], 'not a safe name'),
+    (['thumbs_up', 'thumbs_down', *(f'c{i}' for i in range(MAX_CLASSES))], 'at most'),
+    ('thumbs_up', 'list of names'),
+])
+def test_a_class_change_that_is_not_an_addition_is_refused_with_the_reason(tmp_path, proposed,
+                                                                          match):
+    task = Task.create('thumbs', data_dir=tmp_path)
+    with pytest.raises(ValueError, match=match):
+        task.with_classes(proposed)
+
+
+def test_saved_classes_round_trip_and_extend_the_configured_ones_at_the_next_start(tmp_path):
+    task = Task.create('thumbs', data_dir=tmp_path)
+    assert read_saved_classes(task) is None
+    grown = task.with_classes([*task.classes, 'ok_sign'])
+    path = save_classes(grown)
+    assert path == tmp_path / 'thumbs' / 'classes.yaml' == task.classes_file
+    assert read_saved_classes(task) == ('thumbs_up', 'thumbs_down', 'ok_sign')
+    # a restart with the same configuration keeps the added class
+    started, note = resolve_classes(task, read_saved_classes(task))
+    assert started.classes == grown.classes and 'ok_sign' in note
+    # a configuration that already lists more classes wins without a word
+    bigger = Task.create('thumbs', [*grown.classes, 'fist'], data_dir=tmp_path)
+    assert resolve_classes(bigger, read_saved_classes(bigger)) == (bigger, '')
+    # a configuration that differs (a class renamed) wins, and says so
+    other = Task.create('thumbs', ['up', 'down'], data_dir=tmp_path)
+    started, note = resolve_classes(other, read_saved_classes(other))
+    assert started is other and 'differ' in note
+
+
+@pytest.mark.parametrize('text, match', [
+    (b'task: thumbs\nclasses: [thumbs_up]\n', 'at least 2'),
+    (b'task: emotions\nclasses: [a, b]\n', 'for task'),
+    (b'task: thumbs\nclasses: [a, ../x]\n', 'not a safe name'),
+    (b'[unclosed', 'not YAML'),
+    (b'!!python/object/apply:os.system [echo hi]\n', 'not YAML'),  # safe_load builds nothing
+    (b'task: thumbs\nclasses: [a, b]\nextra: 1\n', 'exactly the keys'),
+    (b'x' * (64 * 1024 + 1), 'larger than'),
+])
+def test_a_damaged_or_foreign_classes_file_is_refused_with_the_reason(tmp_path, text, match):
+    task = Task.create('thumbs', data_dir=tmp_path)
+    task.classes_file.parent.mkdir(parents=True)
+    task.classes_file.write_bytes(text)
+    with pytest.raises(ValueError, match=match):
+        read_saved_classes(task)
+
