@@ -224,3 +224,21 @@ def test_add_sample_stores_a_given_image_with_the_checks_of_collect(col, task, t
     assert not busy.success and 'recording' in busy.message
     assert not list((task.dataset_dir / 'thumbs_up').glob('*.jpg')), 'a refusal wrote a file'
     assert len(list((task.dataset_dir / 'thumbs_down').glob('*.jpg'))) == 1
+
+
+def test_a_class_added_at_run_time_is_listed_collected_and_published(col, task, thumbs_images,
+                                                                     states):
+    """set_task (the node's `classes` grew): a folder the new class already has on disk is
+    counted, the state is published at once with the new class, and it can be collected."""
+    (task.dataset_dir / 'ok_sign').mkdir(parents=True)
+    shutil.copy(thumbs_images['thumbs_up'][0], task.dataset_dir / 'ok_sign' / 'old.jpg')
+    assert not col.collect('ok_sign').success  # not a class yet
+    before = len(states)
+    col.set_task(task.with_classes([*task.classes, 'ok_sign']))
+    assert len(states) == before + 1
+    summary, _ = states[-1]
+    assert summary.counts == (0, 0, 1)
+    col.offer(frame(thumbs_images['thumbs_down'][0], 7))
+    answer = col.collect('ok_sign')
+    assert answer.success and answer.count == 2
+    assert tuple(summarize(col.task).counts) == tuple(col.index.counts()) == (0, 0, 2)

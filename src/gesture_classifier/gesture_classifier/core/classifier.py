@@ -141,6 +141,15 @@ class Classifier:
         self._last_frame: float | None = None  # time.monotonic() of the newest frame
         self.stale = False
 
+    def set_task(self, task: Task) -> None:
+        """Follow ``task``: this task with classes added (:meth:`Task.with_classes`). Models
+        are checked against its classes from now on; the model in use keeps classifying (with
+        its own classes, as its predictions say) until one with the new classes comes, and
+        earlier refusals are forgotten (a model refused for the old classes may fit now)."""
+        with self._load_lock:
+            self.task = task
+            self._refused.clear()
+
     @property
     def refusals(self) -> int:
         with self._load_lock:

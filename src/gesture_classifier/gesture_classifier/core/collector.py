@@ -110,6 +110,15 @@ class Collector:
         with self.lock:
             self.index = DatasetIndex(task)
 
+    def set_task(self, task: Task) -> None:
+        """Follow ``task``: this task with classes added (:meth:`Task.with_classes`). The
+        dataset is listed again (a new class's folder may already hold samples) and the state
+        published, with the new classes."""
+        with self.lock:
+            self.task = task
+            self.index = DatasetIndex(task)
+        self.publish_state(force=True)
+
     @property
     def has_frame(self) -> bool:
         return self._latest is not None

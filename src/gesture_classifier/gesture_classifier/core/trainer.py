@@ -237,6 +237,11 @@ class DatasetMirror:
         LOG.info(report.describe())
         return report
 
+    def set_task(self, task: Task) -> None:
+        """Follow ``task`` (classes added; the collector's must match at the next sync)."""
+        with self._lock:
+            self.task = task
+
     def describe(self) -> str:
         return self.last.describe() if isinstance(self.last, SyncReport) else self.last or ''
 
@@ -264,6 +269,12 @@ class Versions:
         self.lock = threading.RLock()
         self.transfer_dir = transfer_dir
         self.uploads = ChunkReceiver(self.store.folder / '.uploads')
+
+    def set_task(self, task: Task) -> None:
+        """Follow ``task`` (classes added): versions are checked against its classes from now
+        on, so a kept model of the old classes is refused by select and continue."""
+        with self.lock:
+            self.store.task = task
 
     def _run(self, what: str, work) -> VersionAnswer:
         try:

@@ -116,7 +116,7 @@ TRUST_PARAMS = (
 class ClassifierNode(Node):
     def __init__(self, **kwargs):
         super().__init__('classifier', **kwargs)
-        self.task = declare_task(self, model=True)
+        self.task = declare_task(self, model=True, on_classes=self._on_classes)
         p = declare_all(self, PARAMETERS, read_only=True)
         self.device, self.precision = resolve_device(p['device']), p['precision']
         self.backend, reason = resolve_backend(p['backend'], self.device, self.precision)
@@ -188,15 +188,25 @@ class ClassifierNode(Node):
         except ClientError as exc:
             raise TransferError(str(exc)) from None
 
+    def _on_classes(self, task) -> None:
+        """Classes were added: models with them are accepted from now on."""
+        self.task = task
+        self.classifier.set_task(task)
+
     def _on_model(self, info: ModelInfo) -> None:
         self.classifier.announced(from_msg(info, Announcement))
 
     def _on_set_parameters(self, params) -> SetParametersResult:
         """Validate the live parameters together (types and ranges were checked against the
         descriptors already), then apply them. Applied here rather than in a post-set
-        callback, which Humble lacks; this is the node's only set-parameters callback, so a
-        change that passes it is the change that is made."""
+        callback, which Humble lacks. The node's other callback (ros.params.declare_task)
+        follows ``classes``, which is set alone: a request that names it changes nothing here,
+        so a change that passes both is the change that is made."""
         values = {p.name: p.value for p in params}
+        if 'classes' in values:
+            return SetParametersResult(successful=len(values) == 1,
+                                       reason='' if len(values) == 1 else
+                                       'set `classes` on its own, not with other parameters')
         gestures = {GESTURE_PARAMS[k][0]: v for k, v in values.items() if k in GESTURE_PARAMS}
         if 'gesture_none_classes' in values:
             gestures['none_classes'] = _names(values['gesture_none_classes'])

@@ -69,7 +69,7 @@ PARAMETERS = (
 class CollectorNode(Node):
     def __init__(self, **kwargs):
         super().__init__('collector', **kwargs)
-        self.task = declare_task(self, dataset=True)
+        self.task = declare_task(self, dataset=True, on_classes=self._on_classes)
         p = declare_all(self, PARAMETERS, read_only=True)
         try:
             pattern = re.compile(p['label_pattern'])
@@ -109,9 +109,14 @@ class CollectorNode(Node):
         self.get_logger().info(f'task {self.task.name!r}, dataset {self.task.dataset_dir} '
                                f'({counts}), trash {self.task.trash}')
 
+    def _on_classes(self, task) -> None:
+        """Classes were added (``classes`` set): collect them from now on."""
+        self.task = task
+        self.collector.set_task(task)
+
     def _publish_state(self, summary, recording, revision: int) -> None:
         """The dataset's state changed (the collector's lock is held: in revision order)."""
-        msg = dataset_state(summary, self.task, revision, recording)
+        msg = dataset_state(summary, self.collector.task, revision, recording)
         msg.header.stamp = self.get_clock().now().to_msg()
         self._state_pub.publish(msg)
 

@@ -94,7 +94,8 @@ PARAMETERS = (
 class TrainerNode(Node):
     def __init__(self, **kwargs):
         super().__init__('trainer', **kwargs)
-        self.task = declare_task(self, model=True, dataset=True)
+        self.task = declare_task(self, model=True, dataset=True, on_classes=self._on_classes,
+                                 refuse_classes=self._refuse_classes)
         p = declare_all(self, PARAMETERS, read_only=True)
         preset = get_recipe(p['recipe'])  # ValueError (here and below): the node does not start
         recipe = declare_all(self, (Param(name, getattr(preset, name), *about)
@@ -143,6 +144,20 @@ class TrainerNode(Node):
         updater_for(self, str(self.settings.device)).add('training', self._diagnose)
         self.get_logger().info(f'task {self.task.name!r}: dataset {self.task.dataset_dir}, '
                                f'model {self.task.model_path}, device {self.settings.device}')
+
+    def _refuse_classes(self) -> str:
+        """Why classes cannot be added now ('' when they can): not while a goal runs on the
+        old ones (its model would come out with classes the task no longer has)."""
+        if self._busy.locked() or self._eval_busy.locked():
+            return 'a train or evaluate goal is running; add classes after it ends'
+        return ''
+
+    def _on_classes(self, task) -> None:
+        """Classes were added: the next goals train and evaluate on them (a kept model of the
+        old classes cannot be continued or selected; training starts over)."""
+        self.task = task
+        self.versions.set_task(task)
+        self.mirror.set_task(task)
 
     def _diagnose(self, stat):
         error, summary, values = status(self._busy.locked(), self._progress,
