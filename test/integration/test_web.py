@@ -879,6 +879,90 @@ def test_the_current_model_downloads_with_its_id_in_the_file_name(web):
     web.alive()
 
 
+def _node_classes(web, node: str) -> list[str]:
+    """The ``classes`` parameter of ``node``, asked over ROS (not through the page)."""
+    from rcl_interfaces.srv import GetParameters
+
+    from gesture_classifier.ros.client import wait_future
+    client = web.client.node.create_client(GetParameters, f'{node}/get_parameters')
+    try:
+        assert client.wait_for_service(timeout_sec=30)
+        res = wait_future(client.call_async(GetParameters.Request(names=['classes'])), 30,
+                          f'{node}/get_parameters')
+    finally:
+        web.client.node.destroy_client(client)
+    return list(res.values[0].string_array_value)
+
+
+def _wait_state(port: int, check, what: str, timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        state = _state(port)
+        if check(state):
+            return state
+        assert time.monotonic() < deadline, f'{what}: {json.dumps(state)[:2000]}'
+        time.sleep(0.2)
+
+
+def test_a_class_added_on_the_page_is_collected_trained_and_recognised(web, page, capsys):
+    """Issue 19, item 10: "Add class" sets ``classes`` on every node; the class is collected
+    and trained without a restart, is kept for the next start, and what is not an addition
+    (a reorder over ROS, a class while training) is refused, changing nothing. Runs last on
+    this module's graph: the task has three classes after it."""
+    from gesture_classifier.ros.client import ClientError
+    grown = [*CLASSES, 'ok_sign']
+    page.fill('#new-class', 'ok_sign')
+    page.click('#add-class')
+    wait_js(page, "document.querySelectorAll('#classes .class').length === 3", 30)
+    assert page.text_content('#classes .class:nth-child(3) .name') == 'ok_sign'
+    for node in ('trainer', 'classifier', 'collector', 'web'):
+        assert _node_classes(web, node) == grown, node
+    kept = (web.data_dir / 'thumbs' / 'classes.yaml').read_text()
+    assert 'ok_sign' in kept, kept
+    # not an addition (the robot's own parameter call): refused, nothing changes
+    with pytest.raises(ClientError, match='does not start with'):
+        web.client.set_parameters('trainer', classes=['thumbs_down', 'thumbs_up', 'ok_sign'])
+    # collect the new class from the page: the camera shows thumbs-down photos for it
+    web.client.set_camera_source(str(THUMBS / 'thumbs_down'))
+    add = '#classes .class[data-label="ok_sign"] .add'
+    wait_js(page, "document.querySelector('#classes .class[data-label=\"ok_sign\"]')"
+                  ".dataset.count === '0'", 30)  # the collector's count of the new class
+    for n in range(1, 7):
+        page.click(add)
+        deadline = time.monotonic() + 30
+        while _count(page, 'ok_sign') != n:
+            assert time.monotonic() < deadline, f'ok_sign count {_count(page, "ok_sign")} != {n}'
+            time.sleep(0.1)
+        time.sleep(0.2)  # a new frame for the next sample
+    status, _, answer = httpcalls.post(web.port, '/api/train', {'epochs': 2, 'start': 'auto'})
+    assert status == 200, answer
+    # another class while the trainer trains: refused by the trainer, no node changes
+    status, _, answer = httpcalls.post(web.port, '/api/classes', {'name': 'fist'})
+    assert status == 409 and 'goal is running' in answer['error'], answer
+    for node in ('trainer', 'classifier', 'collector', 'web'):
+        assert _node_classes(web, node) == grown, node
+    state = _wait_state(web.port, lambda s: s['training']['state'] not in ('sending', 'running'),
+                        'training', 600)
+    assert state['training']['state'] == 'succeeded', state['training']
+    assert 'started over' in state['training']['message'], state['training']['message']
+    model_id = state['training']['model_id']
+    # the classifier takes the three-class model and answers with the new class
+    state = _wait_state(web.port, lambda s: (s['prediction'] or {}).get('model_id') == model_id,
+                        'a prediction of the new model')
+    assert state['prediction']['class_names'] == grown
+    wait_js(page, "document.querySelectorAll('#bars .bar').length === 3", 10)
+    # the same from a terminal: gesture_cli add-class, on every node, the page follows
+    from gesture_classifier.tools.cli import main
+    assert main(['add-class', 'fist']) == 0, capsys.readouterr().out
+    assert "classes now ['thumbs_up', 'thumbs_down', 'ok_sign', 'fist']" in \
+        capsys.readouterr().out
+    for node in ('trainer', 'classifier', 'collector', 'web'):
+        assert _node_classes(web, node) == [*grown, 'fist'], node
+    wait_js(page, "document.querySelectorAll('#classes .class').length === 4", 30)
+    assert main(['add-class', 'fist']) == 0 and 'already a class' in capsys.readouterr().out
+    web.alive()
+
+
 def _web_alone(tmp_path, **params):
     """Only a web node (nothing else is needed to check access), logging to a file."""
     log = tmp_path / 'web.log'

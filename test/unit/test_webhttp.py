@@ -396,6 +396,22 @@ def test_review_requests_are_checked_before_the_backend(serve):
                              ('label_review', 4, 'thumbs_up', False)]
 
 
+def test_a_new_class_name_is_checked_before_the_backend(serve):
+    """Issue 19, item 10 (add a class): unsafe, duplicate and malformed names are refused
+    with the reason before any node is asked; a safe new name reaches the backend once."""
+    server, backend = serve()
+    for body in ({'name': '../../x'}, {'name': ''}, {'name': 'a' * 65}, {'name': 'ok sign'},
+                 {'name': '\uff41'}, {'name': 'thumbs_up'}, {'name': 3}, {},
+                 {'name': 'ok', 'extra': 1}):
+        status, _, answer = post(server.port, '/api/classes', body)
+        assert status == 400 and answer['error'], body
+    assert 'already a class' in post(server.port, '/api/classes', {'name': 'thumbs_up'})[2][
+        'error']
+    assert backend.calls == []
+    assert post(server.port, '/api/classes', {'name': 'ok_sign'})[0] == 200
+    assert backend.calls == [('add_class', 'ok_sign')]
+
+
 # -- issue 19, item 10: the dataset import's upload ----------------------------------------------
 ZIP = {'Content-Type': 'application/zip'}
 

@@ -716,6 +716,15 @@ document.addEventListener('DOMContentLoaded', () => {
   $('cancel').addEventListener('click', async () => {
     if (await post('/api/train/cancel', {})) toast('cancelling: the previous model stays');
   });
+  $('add-class-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const input = $('new-class');
+    const button = $('add-class');
+    button.disabled = true;
+    const r = await post('/api/classes', { name: input.value });
+    button.disabled = false;
+    if (r) { input.value = ''; toast(r.message); }
+  });
   $('import-form').addEventListener('submit', importDataset);
   $('upload-model-form').addEventListener('submit', uploadModel);
   $('camera-form').addEventListener('submit', async (ev) => {

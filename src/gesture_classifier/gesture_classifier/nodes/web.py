@@ -38,6 +38,7 @@ from gesture_interfaces.msg import (DatasetState, GestureEvent, ModelInfo, Model
                                     ReviewQueue)
 from rcl_interfaces.msg import Log, ParameterEvent
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
@@ -85,7 +86,7 @@ PARAMETERS = (
 class WebNode(Node):
     def __init__(self, **kwargs):
         super().__init__('web', **kwargs)
-        self.task = declare_task(self)
+        self.task = declare_task(self, on_classes=self._on_classes)
         p = declare_all(self, PARAMETERS, read_only=True)
         self.config = WebConfig(
             host=p['host'], port=p['port'], token=p['token'], max_fps=p['max_fps'],
@@ -98,7 +99,8 @@ class WebNode(Node):
         self.page = PageBackend(self.task, PageSettings(
             camera_sources=self.config.camera_sources, stale_after=p['stale_after'],
             call_timeout=p['call_timeout'], record_interval=p['record_interval'],
-            namespace=self.get_namespace()), self.client, ros_now=self._ros_now)
+            namespace=self.get_namespace()), self.client, ros_now=self._ros_now,
+            set_own_classes=self._set_own_classes)
         self.server = WebServer(self.config, self.page)
         self._image_sub = None         # image_raw, only while a page shows the video
         self._unwatched_since: float | None = None
@@ -117,6 +119,18 @@ class WebNode(Node):
                             durability=DurabilityPolicy.VOLATILE))):
             self.create_subscription(msg_type, topic, handler, qos)
         self.create_timer(0.2, self._tick)
+
+    def _on_classes(self, task) -> None:
+        """Classes were added (the page's "Add class" or ``ros2 param set``): show them."""
+        self.task = task
+        self.page.set_task(task)
+
+    def _set_own_classes(self, classes: tuple[str, ...]) -> str:
+        """Set this node's ``classes`` (the page's "Add class", after the other nodes);
+        '' or why it was refused."""
+        result = self.set_parameters([Parameter('classes', Parameter.Type.STRING_ARRAY,
+                                                list(classes))])[0]
+        return '' if result.successful else result.reason
 
     def _ros_now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9

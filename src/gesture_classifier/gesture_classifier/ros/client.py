@@ -69,7 +69,7 @@ from .topics import IMAGE_SUB_QOS, LATCHED_QOS, PREDICTION_QOS
 
 __all__ = ['ClientError', 'ClientTimeout', 'TrainStatus', 'TrainOutcome', 'EvaluateOutcome',
            'GestureClient', 'wait_future', 'set_parameters_request', 'SERVICES', 'ACTIONS',
-           'TOPICS', 'CLI_USES']
+           'TOPICS', 'CLI_USES', 'CLASS_NODES']
 
 
 class ClientError(RuntimeError):
@@ -126,6 +126,8 @@ SERVICES = {
     'get_review_frame': GetReviewFrame, 'label_review': LabelReview,
     # the web page's limits (trainer max_epochs, collector max_burst)
     'trainer/get_parameters': GetParameters, 'collector/get_parameters': GetParameters,
+    # the web page's "Add class" (`classes` on each node)
+    'trainer/set_parameters': SetParameters, 'collector/set_parameters': SetParameters,
     # node to node: a trainer or a classifier on another computer
     'list_samples': ListSamples, 'get_samples': GetSamples, 'get_model': GetModel,
     'add_sample': AddSample,
@@ -139,6 +141,10 @@ TOPICS = {'dataset': (DatasetState, LATCHED_QOS), 'models': (ModelList, LATCHED_
           'predictions': (Prediction, PREDICTION_QOS),
           'gestures': (GestureEvent, PREDICTION_QOS),
           'review_queue': (ReviewQueue, LATCHED_QOS)}
+#: The nodes a new class is added to (``classes`` set on each), in this order, before the web
+#: node: the trainer first (it refuses while a goal runs, and then nothing changed), the
+#: collector last (once it stores samples of a class, the others know it).
+CLASS_NODES = ('trainer', 'classifier', 'collector')
 #: What a stand-alone client (gesture_cli, demo, tests) creates; the SROS2 enclave
 #: gesture_cli allows it (config/sros2/policy.xml). Other ``<node>/set_parameters`` clients are
 #: made when used.
@@ -225,11 +231,13 @@ class _Received:
 
 def set_parameters_request(**values) -> SetParameters.Request:
     """A ``rcl_interfaces/srv/SetParameters`` request for ``name=value`` pairs (bool, int,
-    float; anything else is sent as a string)."""
+    float, a list or tuple of str; anything else is sent as a string)."""
     req = SetParameters.Request()
     for name, value in values.items():
         pv = ParameterValue()
-        if isinstance(value, bool):
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            pv.type, pv.string_array_value = ParameterType.PARAMETER_STRING_ARRAY, list(value)
+        elif isinstance(value, bool):
             pv.type, pv.bool_value = ParameterType.PARAMETER_BOOL, value
         elif isinstance(value, int):
             pv.type, pv.integer_value = ParameterType.PARAMETER_INTEGER, value

@@ -10,6 +10,7 @@
     gesture_cli watch [-n 0]                                 print predictions as they come
     gesture_cli review [show ID [-o F] | label ID LABEL | discard ID]   the frames to label next
     gesture_cli source /dev/video1 [--no-loop]               switch the camera's source
+    gesture_cli add-class ok_sign                            a new class after the task's
 
 On a robot with ROS 2 installed the same jobs are ``ros2 service call``, ``ros2 action
 send_goal``, ``ros2 topic echo`` and ``ros2 param set`` (see the README). Ctrl-C during
@@ -25,7 +26,7 @@ from tqdm import tqdm
 
 from gesture_interfaces.action import Train
 
-from ..ros.client import ClientError, GestureClient, TrainStatus
+from ..ros.client import CLASS_NODES, ClientError, GestureClient, TrainStatus
 from ..core.evaluation import format_confusion
 from ..ros.messages import figures_from_msg
 from ..ros.runtime import set_process_defaults
@@ -301,6 +302,27 @@ def cmd_source(gc: GestureClient, args) -> int:
     return 0
 
 
+def cmd_add_class(gc: GestureClient, args) -> int:
+    """As the page's "Add class": ``classes`` (the collector's, plus the new name) set on the
+    trainer, the classifier, the collector and, when it runs, the web node. Each node checks
+    it (append-only, safe names) and keeps it for the next start; a node that refuses says
+    why, and the same command again mends a half-done addition."""
+    classes = [*gc.dataset_state(timeout=args.timeout).class_names, args.name]
+    if args.name in classes[:-1]:
+        print(f'{args.name!r} is already a class: {classes[:-1]}')
+        return 0
+    for node in CLASS_NODES:
+        gc.set_parameters(node, args.timeout, classes=classes)
+    try:
+        gc.set_parameters('web', min(args.timeout, 3.0), classes=classes)
+    except ClientError as exc:
+        if 'not available' not in str(exc):
+            raise
+        print('the web node is not running: it reads the classes when it starts')
+    print(f'classes now {classes}: collect {args.name}, then train')
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='gesture_cli', description=__doc__.splitlines()[0])
     p.add_argument('--namespace', default='', help='namespace the nodes run in')
@@ -383,6 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('source')
     s.add_argument('--no-loop', action='store_true', help='do not loop files and folders')
     s.set_defaults(func=cmd_source)
+    a = sub.add_parser('add-class', help='add a class after the task\'s classes, on every node')
+    a.add_argument('name')
+    a.set_defaults(func=cmd_add_class)
     return p
 
 

@@ -36,6 +36,9 @@ Routes (all behind :class:`Guard`)::
     POST /api/delete       {"id": str}      -> delete_samples of one sample shown on the page
     POST /api/undo         {"label": str}   -> undo_collect of the newest sample of a class
     POST /api/restore      {}               -> restore_samples of the last delete / undo
+    POST /api/classes      {"name": str}    -> add a class after the task's classes (a safe
+                                               name, not one of them): ``classes`` set on the
+                                               trainer, classifier, collector and web node
     POST /api/evaluate     {}               -> the evaluate action on the current model
     POST /api/models/select {"model_id": str} -> select_model (one of the ``models`` list)
     GET  /api/samples      ?label=<class>&page=<n>: page n (0: newest) of the class's samples,
@@ -89,6 +92,7 @@ from ..core.archive import MAX_ARCHIVE_BYTES
 from ..core.transfer import MAX_UPLOAD_BYTES
 from ..core.gestures import DebounceConfig
 from ..core.imaging import ImageFormatError, image_to_array
+from ..core.tasks import InvalidNameError, validate_name
 
 __all__ = ['WebConfig', 'Backend', 'BackendError', 'Signal', 'FrameHub', 'Guard',
            'RequestError', 'ASSETS', 'MAX_BODY', 'is_loopback', 'effective_token', 'make_app',
@@ -198,6 +202,7 @@ class Backend(Protocol):
     async def delete_sample(self, path: str) -> dict[str, Any]: ...
     async def undo(self, label: str) -> dict[str, Any]: ...
     async def restore(self) -> dict[str, Any]: ...
+    async def add_class(self, name: str) -> dict[str, Any]: ...
     async def select_model(self, model_id: str) -> dict[str, Any]: ...
     async def evaluate(self) -> dict[str, Any]: ...
     def sample_path(self, sample_id: str) -> Path | None: ...
@@ -770,6 +775,15 @@ def make_app(config: WebConfig, backend: Backend, frames: FrameHub, state: Signa
                                f'{list(backend.classes)}')
         return label
 
+    async def add_class(name: str):
+        try:
+            validate_name(name, 'class name')
+        except InvalidNameError as exc:
+            raise RequestError(str(exc)) from None
+        if name in backend.classes:
+            raise RequestError(f'{name!r} is already a class')
+        return await backend.add_class(name)
+
     async def train(epochs: int, start: str):
         most = backend.limits().get('max_epochs') or 10000
         if not 0 <= epochs <= most:
@@ -934,6 +948,7 @@ def make_app(config: WebConfig, backend: Backend, frames: FrameHub, state: Signa
     app.router.add_post('/api/restore', api({}, backend.restore))
     app.router.add_post('/api/models/select', api({'model_id': str}, select_model))
     app.router.add_post('/api/evaluate', api({}, backend.evaluate))
+    app.router.add_post('/api/classes', api({'name': str}, add_class))
     app.router.add_get('/thumb/{id}', thumb)
     app.router.add_get('/api/samples', samples)
     app.router.add_get('/review/{id}', review_frame)

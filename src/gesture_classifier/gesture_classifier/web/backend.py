@@ -37,7 +37,8 @@ from ..core.archive import ArchiveError, ArchiveWriter, Member, import_archive
 from ..core.datasync import MAX_BATCH, MAX_PAGE, DatasetSyncError, read_listing
 from ..core.tasks import Task
 from ..core.transfer import CHUNK_BYTES
-from ..ros.client import ClientError, ClientTimeout, GestureClient, set_parameters_request
+from ..ros.client import (CLASS_NODES, ClientError, ClientTimeout, GestureClient,
+                          set_parameters_request)
 from .app import BackendError
 
 __all__ = ['PageSettings', 'PageBackend', 'WEB_USES', 'GESTURE_PARAMS', 'WATCHED_NODES',
@@ -51,7 +52,8 @@ WEB_USES = ('collect', 'record', 'delete_samples', 'undo_collect', 'restore_samp
             'classifier/get_parameters', 'classifier/set_parameters', 'train', 'evaluate',
             'trainer/get_parameters', 'collector/get_parameters', 'get_review_frame',
             'label_review', 'list_samples', 'get_samples', 'add_sample', 'get_model',
-            'put_model')
+            'put_model', 'trainer/set_parameters', 'collector/set_parameters')
+
 #: The classifier parameters the page's sliders set -> key in the page's state.
 GESTURE_PARAMS = {'gesture_threshold': 'threshold', 'gesture_smoothing': 'smoothing'}
 #: The page's limits: node -> (parameter, key in the page's state). The page offers only what
@@ -198,8 +200,11 @@ class PageBackend:
     seconds) are injectable for tests."""
 
     def __init__(self, task: Task, settings: PageSettings, client: GestureClient, *,
-                 ros_now: Callable[[], float] = time.time, clock=time.monotonic):
+                 ros_now: Callable[[], float] = time.time, clock=time.monotonic,
+                 set_own_classes: Callable[[tuple[str, ...]], str] | None = None):
         self.task, self.settings, self.client = task, settings, client
+        # sets the web node's own `classes` parameter; returns '' or the refusal's reason
+        self._set_own_classes = set_own_classes
         self.classes, self.task_name = task.classes, task.name
         self._ros_now, self._clock = ros_now, clock
         ns = settings.namespace.rstrip('/')
@@ -207,6 +212,7 @@ class PageBackend:
         self._watched = {f'{ns}/{n}'.lstrip('/').replace('/', '.') for n in WATCHED_NODES}
         self._lock = threading.Lock()  # guards the state below (ROS thread vs web loop)
         self._dataset: dict | None = None
+        self._last_dataset = None      # the collector's newest DatasetState message
         self._dataset_dir: Path | None = None
         self._samples: dict[str, list[str]] = {c: [] for c in self.classes}  # newest first
         # id -> path of the samples of the pages listed lately (oldest listing first)
@@ -289,10 +295,25 @@ class PageBackend:
                            'val_accuracy': round(float(info.val_accuracy), 4)}
         self._notify()
 
+    def set_task(self, task: Task) -> None:
+        """Follow ``task``: this task with classes added (the web node's ``classes``
+        parameter). The page shows their cards; counts and newest samples come from the
+        collector's last dataset state."""
+        with self._lock:
+            self.task, self.classes = task, task.classes
+            for label in task.classes:
+                self._samples.setdefault(label, [])
+                self._counts.setdefault(label, None)
+            last = self._last_dataset
+        if last is not None:
+            self.on_dataset(last)
+        self._notify()
+
     @guarded
     def on_dataset(self, msg) -> None:
         if msg.task != self.task.name:
             return
+        self._last_dataset = msg  # for set_task: it may list classes this page learns later
         counts = dict(zip(msg.class_names, (int(c) for c in msg.counts)))
         with self._lock:
             self._dataset_dir = Path(msg.dataset_dir)
@@ -726,14 +747,42 @@ class PageBackend:
         node refuses any (its set-parameters callback validates them)."""
         service = f'{node}/set_parameters'
         if not self.client.ready(service):
-            raise BackendError(f"the {node}'s parameters is not available (is the {node} "
-                               'node running?)', 503)
+            raise BackendError(f"the {node}'s parameter service is not available (is the "
+                               f'{node} node running?)', 503)
         res = await self._await(self.client.call_async(service,
                                                        set_parameters_request(**values)),
                                 f'set parameters of the {node}')
         reasons = [r.reason for r in res.results if not r.successful]
         if len(res.results) != len(values) or reasons:
             raise BackendError(f'{refused}: ' + ('; '.join(reasons) or 'no answer'))
+
+    async def add_class(self, name: str) -> dict:
+        """Add class ``name`` after the task's classes: ``classes`` is set on each of
+        :data:`CLASS_NODES` in turn, then on the web node. Each node checks the list
+        (append-only, safe names), keeps it in ``<data_dir>/<task>/classes.yaml`` and follows it
+        without a restart. A node that already has the new list takes it again, so repeating a
+        request that failed half-way mends it.
+
+        Raises:
+            BackendError: 409 the name is unsafe or already a class, or a node refused (which
+                one and why; the nodes before it have the class), 503 a node is not running.
+        """
+        if name in self.classes:
+            raise BackendError(f'{name!r} is already a class')
+        try:
+            new = self.task.with_classes([*self.classes, name])
+        except ValueError as exc:  # InvalidNameError included
+            raise BackendError(str(exc)) from None
+        classes = list(new.classes)
+        for node in CLASS_NODES:
+            await self._set_parameters(node, f'the {node} refused the classes {classes}',
+                                       classes=classes)
+        reason = self._set_own_classes(new.classes) if self._set_own_classes else \
+            'this web node cannot change its classes'
+        if reason:
+            raise BackendError(f'the web node refused the classes {classes}: {reason}')
+        return {'classes': classes, 'message': f'class {name!r} added: collect samples of '
+                'it, then train (the current model does not know it yet)'}
 
     async def set_camera_source(self, source: str) -> dict:
         await self._set_parameters('camera', 'the camera refused the source', source=source)
