@@ -911,6 +911,7 @@ def test_a_class_added_on_the_page_is_collected_trained_and_recognised(web, page
     this module's graph: the task has three classes after it."""
     from gesture_classifier.ros.client import ClientError
     grown = [*CLASSES, 'ok_sign']
+    in_use = _state(web.port)['model']  # a two-class model (None when this test runs alone)
     page.fill('#new-class', 'ok_sign')
     page.click('#add-class')
     wait_js(page, "document.querySelectorAll('#classes .class').length === 3", 30)
@@ -934,7 +935,7 @@ def test_a_class_added_on_the_page_is_collected_trained_and_recognised(web, page
             assert time.monotonic() < deadline, f'ok_sign count {_count(page, "ok_sign")} != {n}'
             time.sleep(0.1)
         time.sleep(0.2)  # a new frame for the next sample
-    status, _, answer = httpcalls.post(web.port, '/api/train', {'epochs': 2, 'start': 'auto'})
+    status, _, answer = httpcalls.post(web.port, '/api/train', {'epochs': 1, 'start': 'auto'})
     assert status == 200, answer
     # another class while the trainer trains: refused by the trainer, no node changes
     status, _, answer = httpcalls.post(web.port, '/api/classes', {'name': 'fist'})
@@ -944,7 +945,8 @@ def test_a_class_added_on_the_page_is_collected_trained_and_recognised(web, page
     state = _wait_state(web.port, lambda s: s['training']['state'] not in ('sending', 'running'),
                         'training', 600)
     assert state['training']['state'] == 'succeeded', state['training']
-    assert 'started over' in state['training']['message'], state['training']['message']
+    if in_use is not None:  # it has no output for the new class: not continued
+        assert 'started over' in state['training']['message'], state['training']['message']
     model_id = state['training']['model_id']
     # the classifier takes the three-class model and answers with the new class
     state = _wait_state(web.port, lambda s: (s['prediction'] or {}).get('model_id') == model_id,
