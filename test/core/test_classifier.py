@@ -164,3 +164,25 @@ def test_live_settings_change_together_or_not_at_all(tmp_path):
     assert c.debouncer.config.none_classes == ('none',) and c.review.config.capacity == 3
     assert c.settings.ood_threshold == 2.0
     assert c.reconfigure({}, {}, None) == [] and c.settings.ood_threshold == 2.0
+
+
+def test_after_a_class_is_added_the_model_in_use_goes_on_and_older_models_still_load(tmp_path,
+                                                                                   photos):
+    """set_task with a class added (issue 19, item 10): the two-class model in use goes on
+    classifying with its own classes; a two-class model loads again (as after a restart
+    before the new class was trained) and so does a three-class one; a model whose classes
+    are not the task's first ones is refused, keeping the one in use."""
+    c = classifier(tmp_path, OodReference())
+    c.set_task(c.task.with_classes([*CLASSES, 'ok_sign']))
+    out = c.classify(frame(photos[0], 1.0))
+    assert out is not None and out.probabilities.shape == (2,)
+    assert c.load(model_file(tmp_path, OodReference())) is None
+    torch.manual_seed(1)
+    three = save_model(ModelFile(model=create_model(3), class_names=(*CLASSES, 'ok_sign'),
+                                 task='thumbs'), tmp_path / 'three.pt')
+    assert c.load(str(three)) is None
+    assert c.classify(frame(photos[1], 2.0)).probabilities.shape == (3,)
+    swapped = save_model(ModelFile(model=create_model(2), class_names=CLASSES[::-1],
+                                   task='thumbs'), tmp_path / 'swapped.pt')
+    assert 'differ from the task classes' in c.load(str(swapped))
+    assert c.predictor.model_file.class_names == (*CLASSES, 'ok_sign')

@@ -207,3 +207,25 @@ def test_an_uploaded_model_is_checked_imported_and_made_current(task, tmp_path):
         assert list(uploads.iterdir()) == []
     assert not marker.exists()
     assert len(versions.store.versions()) == 1
+
+
+def test_after_a_class_is_added_an_older_model_is_selectable_but_not_continued(task, tmp_path):
+    """Task.with_classes (issue 19, item 10): a kept model of the first classes can still be
+    made current, imported and loaded for use (its outputs keep their meaning), not loaded to
+    continue training (its head has no output for the new class); a model whose classes are
+    not the task's first ones stays refused."""
+    store = ModelStore(task)
+    old = store.add(_mf(0, '2026-01-01T00:00:00+00:00'))
+    transfer = tmp_path / 'transfer'
+    transfer.mkdir()
+    exported = store.export(old.model_id, transfer / 'old.pt')
+    store.task = task.with_classes([*CLASSES, 'ok_sign'])
+    new = store.add(_mf(1, '2026-01-02T00:00:00+00:00', classes=(*CLASSES, 'ok_sign')))
+    assert store.select(old.model_id).model_id == old.model_id == store.current_id()
+    assert store.import_file(exported).class_names == CLASSES
+    with pytest.raises(ModelFileError, match='differ from the task classes'):
+        store.load(old.model_id)  # to continue from
+    assert store.load(new.model_id).class_names == (*CLASSES, 'ok_sign')
+    swapped = save_model(_mf(2, 'x', classes=('thumbs_down', 'thumbs_up')), transfer / 's.pt')
+    with pytest.raises(ModelFileError, match='differ from the task classes'):
+        store.import_file(swapped)

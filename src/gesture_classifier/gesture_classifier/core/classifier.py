@@ -143,9 +143,11 @@ class Classifier:
 
     def set_task(self, task: Task) -> None:
         """Follow ``task``: this task with classes added (:meth:`Task.with_classes`). Models
-        are checked against its classes from now on; the model in use keeps classifying (with
-        its own classes, as its predictions say) until one with the new classes comes, and
-        earlier refusals are forgotten (a model refused for the old classes may fit now)."""
+        are checked against its classes from now on (a model of the first classes only, from
+        before they were added, is still used, as after a restart); the model in use keeps
+        classifying (with its own classes, as its predictions say) until one with the new
+        classes comes, and earlier refusals are forgotten (a model refused for the old
+        classes may fit now)."""
         with self._load_lock:
             self.task = task
             self._refused.clear()
@@ -274,6 +276,7 @@ class Classifier:
             try:
                 return Predictor.from_file(path, self.settings.device,
                                            expected_classes=self.task.classes,
+                                           earlier_classes_ok=True,
                                            backend=backend,
                                            allowed_dirs=list(self.settings.model_dirs),
                                            precision=self.settings.precision)

@@ -47,12 +47,13 @@ class Predictor:
 
     @classmethod
     def from_file(cls, path, device='cpu', expected_classes=None, backend='pytorch',
-                  write_exports=True, allowed_dirs=None, precision='fp32') -> Predictor:
+                  write_exports=True, allowed_dirs=None, precision='fp32',
+                  earlier_classes_ok=False) -> Predictor:
         """Load and check a model file (raises ModelFileError, see model.load_model; only
         from ``allowed_dirs`` when given) and set up ``backend`` for it (raises
         BackendError)."""
-        return cls(load_model(path, device, expected_classes, allowed_dirs), device, backend,
-                   write_exports, precision)
+        return cls(load_model(path, device, expected_classes, allowed_dirs, earlier_classes_ok),
+                   device, backend, write_exports, precision)
 
     def predict(self, pixels: np.ndarray, order: str = 'rgb') -> np.ndarray:
         """Class probabilities for one ``(H, W, C)`` uint8 frame.

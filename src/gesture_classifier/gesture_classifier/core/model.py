@@ -268,7 +268,7 @@ def _require(cond: bool, path: Path, what: str) -> None:
 
 def load_model(path: str | os.PathLike, device: torch.device | str = 'cpu',
                expected_classes: tuple[str, ...] | None = None,
-               allowed_dirs=None) -> ModelFile:
+               allowed_dirs=None, earlier_classes_ok: bool = False) -> ModelFile:
     """Load a model file with ``torch.load(weights_only=True)`` and check it before use.
 
     The file is read as untrusted input (:func:`.fsutil.read_untrusted_file`): only a regular
@@ -280,6 +280,10 @@ def load_model(path: str | os.PathLike, device: torch.device | str = 'cpu',
         device: where to put the network (it is returned in ``eval()`` mode).
         expected_classes: when given, the file's class names must equal these (same order).
         allowed_dirs: folders the (resolved) path must lie in; None: anywhere.
+        earlier_classes_ok: also accept a file whose class names are the first ones of
+            ``expected_classes`` (a model trained before classes were added to the task,
+            ``Task.with_classes``: its outputs still mean those classes). For using a
+            model, not for continuing its training (its head has fewer outputs).
 
     Raises:
         ModelFileError: missing/unreadable/garbage file, not a regular file, too big, outside
@@ -310,8 +314,9 @@ def load_model(path: str | os.PathLike, device: torch.device | str = 'cpu',
              all(isinstance(n, str) for n in names) and len(set(names)) == len(names),
              path, 'class_names must be a list of at least 2 unique strings')
     if expected_classes is not None:
-        _require(tuple(names) == tuple(expected_classes), path,
-                 f'classes {names} differ from the task classes {list(expected_classes)}')
+        expected = tuple(expected_classes)
+        _require(tuple(names) == (expected[:len(names)] if earlier_classes_ok else expected),
+                 path, f'classes {names} differ from the task classes {list(expected)}')
     size, mean, std = obj.get('input_size'), obj.get('mean'), obj.get('std')
     _require(isinstance(size, int) and 32 <= size <= 1024, path, f'bad input_size {size!r}')
     _require(isinstance(mean, list) and isinstance(std, list) and len(mean) == len(std) == 3

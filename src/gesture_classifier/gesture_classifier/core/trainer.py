@@ -272,7 +272,7 @@ class Versions:
 
     def set_task(self, task: Task) -> None:
         """Follow ``task`` (classes added): versions are checked against its classes from now
-        on, so a kept model of the old classes is refused by select and continue."""
+        on: a kept model of the old classes can still be selected, not continued."""
         with self.lock:
             self.store.task = task
 

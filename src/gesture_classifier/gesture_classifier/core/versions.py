@@ -247,7 +247,8 @@ class ModelStore:
             current model stays). OSError: could not write (the current model stays).
         """
         v = self.get(model_id)
-        load_model(v.path, 'cpu', expected_classes=self.task.classes)  # check before use
+        # checked before use; a model from before classes were added is still usable
+        load_model(v.path, 'cpu', expected_classes=self.task.classes, earlier_classes_ok=True)
         ensure_private_dir(self.task.model_path.parent)
         self._link_or_copy(v.path, self.task.model_path)
         return v
@@ -291,13 +292,14 @@ class ModelStore:
 
     def import_file(self, src: Path) -> ModelFile:
         """Import a model file as a new version (not selected). It is loaded and checked like
-        any model file (weights_only, format, architecture, the task's classes) and written
+        any model file (weights_only, format, architecture, the task's classes or its first
+        ones, from before classes were added) and written
         anew, so nothing but the checked values reaches the models folder.
 
         Raises:
             ModelFileError: unusable file (reason inside). VersionError / OSError.
         """
-        mf = load_model(src, 'cpu', expected_classes=self.task.classes)
+        mf = load_model(src, 'cpu', expected_classes=self.task.classes, earlier_classes_ok=True)
         if mf.task and mf.task != self.task.name:
             raise ModelFileError(f'{src}: the model is for task {mf.task!r}, not '
                                  f'{self.task.name!r}')

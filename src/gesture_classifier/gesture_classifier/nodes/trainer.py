@@ -153,8 +153,9 @@ class TrainerNode(Node):
         return ''
 
     def _on_classes(self, task) -> None:
-        """Classes were added: the next goals train and evaluate on them (a kept model of the
-        old classes cannot be continued or selected; training starts over)."""
+        """Classes were added: the next goals train and evaluate on them. A kept model of the
+        old classes can still be selected (and is used), not continued: training starts
+        over."""
         self.task = task
         self.versions.set_task(task)
         self.mirror.set_task(task)
