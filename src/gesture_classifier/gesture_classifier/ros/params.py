@@ -1,6 +1,7 @@
 """Parameter declaration with descriptors, and the task parameters every node shares."""
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -69,7 +70,8 @@ def declare_task(node: Node, *, model: bool = False, dataset: bool = False,
     append-only (:meth:`Task.with_classes`) and only when ``on_classes`` is given: a new list
     is checked, ``refuse_classes()`` may refuse it (a non-empty reason, e.g. the trainer while
     a goal runs), then it is saved (:func:`~..core.tasks.save_classes`) and
-    ``on_classes(new_task)`` is called in the executor thread. ``classes`` must be set alone
+    ``on_classes(new_task)`` is called, in the thread that sets the parameter (the executor's
+    for a ``set_parameters`` request; one change at a time). ``classes`` must be set alone
     (a request with other parameters is refused), so a node's own set-parameters callback,
     which ignores it, never applies half of a refused request. At start, classes saved by an
     earlier run that extend the configured ones are used (:func:`~..core.tasks.resolve_classes`)
@@ -109,9 +111,13 @@ def declare_task(node: Node, *, model: bool = False, dataset: bool = False,
     if list(task.classes) != classes:
         node.set_parameters([Parameter('classes', Parameter.Type.STRING_ARRAY,
                                        list(task.classes))])
-    current = [task]
+    current, lock = [task], threading.Lock()
 
     def on_set(params: list[Parameter]) -> SetParametersResult:
+        with lock:  # a node may also set its own (the web node, from its HTTP thread)
+            return _set_classes(params)
+
+    def _set_classes(params: list[Parameter]) -> SetParametersResult:
         for p in params:
             if p.name != 'classes':
                 continue

@@ -313,9 +313,9 @@ class PageBackend:
     def on_dataset(self, msg) -> None:
         if msg.task != self.task.name:
             return
-        self._last_dataset = msg  # for set_task: it may list classes this page learns later
         counts = dict(zip(msg.class_names, (int(c) for c in msg.counts)))
         with self._lock:
+            self._last_dataset = msg  # for set_task: it may list classes learnt later
             self._dataset_dir = Path(msg.dataset_dir)
             self._dataset = {
                 'total': int(msg.total), 'size_bytes': int(msg.size_bytes),
@@ -777,8 +777,9 @@ class PageBackend:
         for node in CLASS_NODES:
             await self._set_parameters(node, f'the {node} refused the classes {classes}',
                                        classes=classes)
-        reason = self._set_own_classes(new.classes) if self._set_own_classes else \
-            'this web node cannot change its classes'
+        # the node's callback writes classes.yaml (fsync): not on the event loop's thread
+        reason = await asyncio.to_thread(self._set_own_classes, new.classes) \
+            if self._set_own_classes else 'this web node cannot change its classes'
         if reason:
             raise BackendError(f'the web node refused the classes {classes}: {reason}')
         return {'classes': classes, 'message': f'class {name!r} added: collect samples of '
