@@ -245,6 +245,9 @@ def test_the_model_file_and_result_record_recipe_and_weights(tmp_path, make_data
     (dict(outlier_exposure=-0.1), 'outlier_exposure'),
     (dict(outlier_exposure=float('nan')), 'outlier_exposure'),
     (dict(outlier_exposure=2.5), 'outlier_exposure'),
+    (dict(rotation=-1.0), 'rotation'),
+    (dict(rotation=90.0), 'rotation'),
+    (dict(rotation=float('inf')), 'rotation'),
 ])
 def test_recipe_validation(changes, match):
     with pytest.raises(ValueError, match=match):

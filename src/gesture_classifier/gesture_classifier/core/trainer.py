@@ -137,6 +137,8 @@ RECIPE_SETTINGS = {
              (0.0, 1.0), ''),
     'outlier_exposure': ('Outlier exposure: weight of training tile-shuffled copies of the '
                          'images toward "no class"; 0 = off', (0.0, 2.0), ''),
+    'rotation': ("Largest random rotation of the 'camera' and 'robust' augmentations, in "
+                 'degrees either way', (0.0, 45.0), ''),
     'auto_steps_per_class': ('Optimisation steps per class an epochs=0 (auto) goal aims for '
                              '(thumbs, 2 classes: twice this; fingers, 5: five times)',
                              (1, 50000), ''),

@@ -86,10 +86,11 @@ class Recipe:
         label_smoothing: cross-entropy label smoothing, [0, 0.5).
         augmentation: 'none'; 'dli' = ``ColorJitter(0.2, 0.2, 0.2, 0.2)`` only; 'camera' =
             random crop/zoom/aspect (``RandomResizedCrop``, scale [0.5, 1], ratio [3/4, 4/3]),
-            small rotation (+-10 degrees), colour/brightness jitter, grayscale and blur: how a
-            hand appears at other distances, positions, cameras and light; 'robust' = 'camera'
-            plus a white balance (red/blue gains up to 1.5x, :class:`RandomWhiteBalance`), a
-            tone curve (:class:`RandomGamma`) and JPEG artefacts (torchvision >= 0.19).
+            small rotation (+-``rotation`` degrees), colour/brightness jitter, grayscale and
+            blur: how a hand appears at other distances, positions, cameras and light;
+            'robust' = 'camera' plus a white balance (red/blue gains up to 1.5x,
+            :class:`RandomWhiteBalance`), a tone curve (:class:`RandomGamma`) and JPEG
+            artefacts (torchvision >= 0.19).
         head_warmup_epochs: epochs at the start in which only ``fc`` trains (linear probe,
             then fine-tune: Kumar et al., ICLR 2022), 0..epochs.
         cosine: learning rate follows a cosine from its value to 0 over the fine-tuning steps
@@ -97,6 +98,9 @@ class Recipe:
         average: 'swa' = the saved weights are the mean of the weights at the end of each
             fine-tuning epoch after the first third of the epochs (stochastic weight averaging,
             Izmailov et al., UAI 2018; needs ``freeze_batchnorm``), 'none' = last epoch.
+        rotation: largest random rotation of the 'camera' and 'robust' augmentations, in
+            degrees either way (``RandomRotation``), 0..45: a thumb held at a slant; beyond
+            45 degrees a thumbs-up could pass for a thumbs-down turned on its side.
         crop_scale: (low, high) area share of the random crops of the 'camera' and 'robust'
             augmentations (``RandomResizedCrop(scale=...)``), 0 < low <= high <= 1: a low
             value zooms in (a hand that fills more of the frame).
@@ -145,6 +149,7 @@ class Recipe:
     l2sp: float = 0.0
     auto_steps_per_class: int = 300
     outlier_exposure: float = 0.0
+    rotation: float = 10.0
 
     def __post_init__(self):
         if self.train_from not in STAGES:
@@ -183,6 +188,8 @@ class Recipe:
             raise ValueError(f'l2sp must be in [0, 1], got {self.l2sp}')
         if not (0 <= self.outlier_exposure <= 2 and math.isfinite(self.outlier_exposure)):
             raise ValueError(f'outlier_exposure must be in [0, 2], got {self.outlier_exposure}')
+        if not (0 <= self.rotation <= 45 and math.isfinite(self.rotation)):
+            raise ValueError(f'rotation must be in [0, 45] degrees, got {self.rotation}')
         if not 0 < self.wise_alpha <= 1:
             raise ValueError(f'wise_alpha must be in (0, 1], got {self.wise_alpha}')
         if self.wise_alpha < 1 and not (self.freeze_batchnorm and self.head_warmup_epochs):
@@ -204,7 +211,8 @@ class Recipe:
                 f"epoch(s), {'cosine' if self.cosine else 'constant'} lr, average "
                 f"{self.average}, WiSE-FT alpha {self.wise_alpha:g}, crop scale "
                 f"{self.crop_scale[0]:g}-{self.crop_scale[1]:g}, mix {self.mix:g}, L2-SP "
-                f"{self.l2sp:g}, outlier exposure {self.outlier_exposure:g}")
+                f"{self.l2sp:g}, outlier exposure {self.outlier_exposure:g}, rotation "
+                f"{self.rotation:g} deg")
 
 
 #: The DLI notebook's recipe, kept so a course user can reproduce the course.
@@ -414,7 +422,7 @@ def augmenter(recipe: Recipe, hflip: bool) -> T.Transform | None:
         T.RandomResizedCrop(DEFAULT_SPEC.input_size, scale=recipe.crop_scale,
                             ratio=(3 / 4, 4 / 3), antialias=True),
         T.RandomHorizontalFlip(0.5 if hflip else 0.0),
-        T.RandomRotation(10),
+        T.RandomRotation(recipe.rotation),
         T.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.05),
         T.RandomGrayscale(0.1),
         T.RandomApply([T.GaussianBlur(5, sigma=(0.1, 1.5))], p=0.2),
