@@ -491,6 +491,16 @@ function renderReview(s) {
     const fig = el('figure', 'review-item');
     fig.dataset.id = String(item.id);
     const img = el('img');
+    // A frame that fails to load (an answer lost between the nodes, the classifier busy) is
+    // asked for again, four times at most, 1, 2, 4 and 8 s later: the queue shown does not
+    // change while nobody labels it, so nothing else would load it. A frame no longer queued
+    // also fails; the next queue state then removes its element and the retries stop.
+    let tries = 0;
+    img.onerror = () => {
+      if (++tries > 4) return;
+      setTimeout(() => { if (img.isConnected) img.src = `/review/${item.id}?try=${tries}`; },
+        500 * 2 ** tries);
+    };
     img.src = `/review/${item.id}`;
     img.alt = `a frame the classifier took for ${item.label}`;
     img.width = 128; img.height = 96;
