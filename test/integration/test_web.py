@@ -272,19 +272,26 @@ def test_probability_bars_move_when_the_camera_switches_class(web, page):
     web.alive()
 
 
-def _classifier_params(web, *names) -> list[float]:
-    """The classifier's double parameters ``names``, asked over ROS (not through the page)."""
+def _node_params(web, node: str, *names) -> list:
+    """The parameters ``names`` of ``node`` as Python values, asked over ROS (not through the
+    page)."""
     from rcl_interfaces.srv import GetParameters
+    from rclpy.parameter import parameter_value_to_python
 
     from gesture_classifier.ros.client import wait_future
-    client = web.client.node.create_client(GetParameters, 'classifier/get_parameters')
-    try:  # generous: the classifier answers late on a loaded machine
+    client = web.client.node.create_client(GetParameters, f'{node}/get_parameters')
+    try:  # generous: the nodes answer late on a loaded machine
         assert client.wait_for_service(timeout_sec=30)
         res = wait_future(client.call_async(GetParameters.Request(names=list(names))), 30,
-                          'classifier/get_parameters')
+                          f'{node}/get_parameters')
     finally:
         web.client.node.destroy_client(client)
-    return [v.double_value for v in res.values]
+    return [parameter_value_to_python(v) for v in res.values]
+
+
+def _classifier_params(web, *names) -> list[float]:
+    """The classifier's double parameters ``names``."""
+    return _node_params(web, 'classifier', *names)
 
 
 def _slide(page, name: str, value: float) -> None:
@@ -905,18 +912,8 @@ def test_the_current_model_downloads_with_its_id_in_the_file_name(web):
 
 
 def _node_classes(web, node: str) -> list[str]:
-    """The ``classes`` parameter of ``node``, asked over ROS (not through the page)."""
-    from rcl_interfaces.srv import GetParameters
-
-    from gesture_classifier.ros.client import wait_future
-    client = web.client.node.create_client(GetParameters, f'{node}/get_parameters')
-    try:
-        assert client.wait_for_service(timeout_sec=30)
-        res = wait_future(client.call_async(GetParameters.Request(names=['classes'])), 30,
-                          f'{node}/get_parameters')
-    finally:
-        web.client.node.destroy_client(client)
-    return list(res.values[0].string_array_value)
+    """The ``classes`` parameter of ``node``."""
+    return list(_node_params(web, node, 'classes')[0])
 
 
 def _wait_state(port: int, check, what: str, timeout: float = 60.0) -> dict:

@@ -118,33 +118,31 @@ def declare_task(node: Node, *, model: bool = False, dataset: bool = False,
             return _set_classes(params)
 
     def _set_classes(params: list[Parameter]) -> SetParametersResult:
-        for p in params:
-            if p.name != 'classes':
-                continue
-            if len(params) > 1:  # so no other set-parameters callback applies half a request
-                return SetParametersResult(successful=False,
-                                           reason='set `classes` on its own, not with other '
-                                           'parameters')
-            try:
-                new = current[0].with_classes(list(p.value or ()))
-            except ValueError as exc:  # InvalidNameError included
-                return SetParametersResult(successful=False, reason=str(exc))
-            if new.classes == current[0].classes:
-                continue
-            reason = refuse_classes()
-            if reason:
-                return SetParametersResult(successful=False, reason=reason)
-            try:
-                save_classes(new)
-            except OSError as exc:
-                return SetParametersResult(
-                    successful=False, reason=f'could not keep the classes in '
-                    f'{new.classes_file}: {exc}')
-            added = list(new.classes[len(current[0].classes):])
-            current[0] = new
-            on_classes(new)
-            node.get_logger().info(f'classes {added} added: task {new.name!r} now has '
-                                   f'{list(new.classes)}')
+        asked = [p for p in params if p.name == 'classes']
+        if not asked:
+            return SetParametersResult(successful=True)
+        if len(params) > 1:  # so no other set-parameters callback applies half a request
+            return SetParametersResult(successful=False, reason='set `classes` on its own, '
+                                       'not with other parameters')
+        try:
+            new = current[0].with_classes(list(asked[0].value or ()))
+        except ValueError as exc:  # InvalidNameError included
+            return SetParametersResult(successful=False, reason=str(exc))
+        if new.classes == current[0].classes:
+            return SetParametersResult(successful=True)
+        reason = refuse_classes()
+        if reason:
+            return SetParametersResult(successful=False, reason=reason)
+        try:
+            save_classes(new)
+        except OSError as exc:
+            return SetParametersResult(successful=False, reason=f'could not keep the classes '
+                                       f'in {new.classes_file}: {exc}')
+        added = list(new.classes[len(current[0].classes):])
+        current[0] = new
+        on_classes(new)
+        node.get_logger().info(f'classes {added} added: task {new.name!r} now has '
+                               f'{list(new.classes)}')
         return SetParametersResult(successful=True)
 
     node.add_on_set_parameters_callback(on_set)
