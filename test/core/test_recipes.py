@@ -116,6 +116,26 @@ def test_swa_saves_the_mean_of_the_epochs_after_the_first_third(data):
         assert not torch.equal(model.state_dict()[key], ends[4][key])
 
 
+def test_dense_averaging_saves_the_mean_of_every_step_after_the_first_third(data):
+    recipe = RECIPES[DEFAULT_RECIPE].replace(head_warmup_epochs=0, average='dense',
+                                             wise_alpha=1.0)
+    steps = {}
+    torch.manual_seed(0)
+    model = create_model(2)
+    fit(model, data.images, data.targets, data.images[:0], data.targets[:0], SMALL,
+        TrainConfig(epochs=4, batch_size=4, recipe=recipe),
+        lambda p: steps.__setitem__((p.epoch, p.batch), _snapshot(model)))
+    # 12 images in batches of 4: 3 steps an epoch; epochs 2-4 (after the first third) count
+    averaged = [w for (epoch, _), w in steps.items() if epoch >= 2]
+    assert len(steps) == 12 and len(averaged) == 9
+    for key in ('fc.weight', 'layer4.1.conv2.weight', 'layer3.0.conv1.weight'):
+        expected = torch.stack([w[key] for w in averaged]).mean(0)
+        torch.testing.assert_close(model.state_dict()[key], expected, rtol=0, atol=1e-6)
+        epoch_ends = (steps[2, 3][key] + steps[3, 3][key] + steps[4, 3][key]) / 3
+        assert not torch.allclose(model.state_dict()[key], epoch_ends, rtol=0, atol=1e-6), \
+            'not the epoch ends (swa)'
+
+
 def test_wise_ft_blends_the_probe_with_the_averaged_fine_tuned_weights(data):
     recipe = RECIPES[DEFAULT_RECIPE].replace(wise_alpha=0.5)
     assert recipe.head_warmup_epochs == 1 and recipe.average == 'swa'

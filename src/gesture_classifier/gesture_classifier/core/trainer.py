@@ -128,7 +128,8 @@ RECIPE_SETTINGS = {
                      f'one of {", ".join(AUGMENTATIONS)}'),
     'head_warmup_epochs': ('Epochs at the start that train only the last layer', (0, 100), ''),
     'cosine': ('Cosine learning-rate decay to 0', None, ''),
-    'average': ("Weight averaging: 'none' or 'swa' (mean of the epochs after the first third)",
+    'average': ("Weight averaging: 'none', 'swa' (mean of the epochs after the first third) "
+                "or 'dense' (mean of every step after the first third)",
                 None, f'one of {", ".join(AVERAGING)}'),
     'wise_alpha': ('WiSE-FT: share of the fine-tuned weights in a blend with the model after '
                    'the head warm-up (1 = fine-tuned only)', (0.01, 1.0), ''),

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import logging
 import math
 from dataclasses import dataclass, field
@@ -63,7 +64,7 @@ DEFAULT_SPEC = PreprocessSpec(white_balance='gray_world')
 #: ResNet-18 stages in forward order; ``Recipe.train_from`` names the first one that trains.
 STAGES = ('conv1', 'layer1', 'layer2', 'layer3', 'layer4', 'fc')
 AUGMENTATIONS = ('none', 'dli', 'camera', 'robust')
-AVERAGING = ('none', 'swa')
+AVERAGING = ('none', 'swa', 'dense')
 #: Fewest and most epochs :func:`auto_epochs` chooses.
 AUTO_EPOCHS_RANGE = (10, 100)
 
@@ -97,7 +98,10 @@ class Recipe:
             (after the warm-up); otherwise constant.
         average: 'swa' = the saved weights are the mean of the weights at the end of each
             fine-tuning epoch after the first third of the epochs (stochastic weight averaging,
-            Izmailov et al., UAI 2018; needs ``freeze_batchnorm``), 'none' = last epoch.
+            Izmailov et al., UAI 2018; needs ``freeze_batchnorm``); 'dense' = the mean of the
+            weights after every optimisation step from the same point on (dense averaging as
+            SWAD, Cha et al., NeurIPS 2021, with its window the whole last two thirds);
+            'none' = last epoch.
         rotation: largest random rotation of the 'camera' and 'robust' augmentations, in
             degrees either way (``RandomRotation``), 0..45: a thumb held at a slant; beyond
             45 degrees a thumbs-up could pass for a thumbs-down turned on its side.
@@ -557,14 +561,16 @@ def train_one_epoch(model: nn.Module, images: torch.Tensor, targets: torch.Tenso
                     should_stop: Callable[[], bool],
                     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
                     augment: T.Transform | None = None, mixer: T.Transform | None = None,
-                    l2sp: L2SP | None = None) -> tuple[float, float, bool]:
+                    l2sp: L2SP | None = None,
+                    after_step: Callable[[], None] | None = None) -> tuple[float, float, bool]:
     """One pass over ``images`` (uint8 ``(N, 3, S, S)``) in a random order, in the training
     mode of ``cfg.recipe`` (see :func:`set_train_mode`).
 
     ``augment`` (see :func:`augmenter`) is applied to each image; ``mixer`` (MixUp/CutMix,
     see Recipe.mix) to each normalised batch and its labels; unless ``cfg.augment`` is False,
     half of each batch also goes through :func:`shuffle_tiles` for Recipe.outlier_exposure;
-    ``scheduler`` and ``l2sp`` step after every batch. ``report(batch, batches, mean_loss,
+    ``scheduler``, ``l2sp`` and ``after_step()`` run after every batch's optimiser step, in
+    that order. ``report(batch, batches, mean_loss,
     accuracy)`` is called after every batch; ``should_stop()`` before every batch - when it
     returns True the epoch ends at once.
 
@@ -605,6 +611,8 @@ def train_one_epoch(model: nn.Module, images: torch.Tensor, targets: torch.Tenso
             l2sp.step()
         if scheduler is not None:
             scheduler.step()
+        if after_step is not None:
+            after_step()
         loss_sum += float(loss.detach())
         correct += int((logits.argmax(1) == y).sum())
         seen += len(idx)
@@ -714,7 +722,8 @@ def fit(model: nn.Module, train_images: torch.Tensor, train_targets: torch.Tenso
     The first ``recipe.head_warmup_epochs`` epochs train ``fc`` only; then the stages from
     ``recipe.train_from`` on train, with a cosine schedule when the recipe says so. With
     ``average='swa'``, ``model`` ends holding the mean of the weights after each fine-tuning
-    epoch after the first third (``torch.optim.swa_utils.AveragedModel``); with ``wise_alpha``
+    epoch after the first third (``torch.optim.swa_utils.AveragedModel``), with
+    ``average='dense'`` of the weights after every step of those epochs; with ``wise_alpha``
     < 1 that is then blended with the model at the end of the warm-up (:func:`wise_blend`).
     The returned validation accuracy is that of the final weights.
 
@@ -746,9 +755,12 @@ def fit(model: nn.Module, train_images: torch.Tensor, train_targets: torch.Tenso
     batches = math.ceil(len(train_targets) / cfg.batch_size)
     warmup = min(recipe.head_warmup_epochs, cfg.epochs - 1)
     scheduler = _schedule(optimizer, (cfg.epochs - warmup) * batches, recipe.cosine)
-    # SWA over the fine-tuning epochs after the first third (at least the last one).
+    # SWA over the fine-tuning epochs after the first third (at least the last one); dense
+    # averaging over every step of those epochs.
     first_averaged = max(warmup + 1, cfg.epochs // 3 + 1)
     averaged, probe = None, None
+    if recipe.average == 'dense':
+        averaged = torch.optim.swa_utils.AveragedModel(model)  # counts nothing yet
     total = cfg.epochs * batches
     val_acc, train_acc = -1.0, 0.0
     val_loss, best, history = -1.0, None, {}  # best: (epoch, acc, loss, state or None)
@@ -764,9 +776,11 @@ def fit(model: nn.Module, train_images: torch.Tensor, train_targets: torch.Tenso
             on_progress(Progress(epoch, cfg.epochs, batch, n, done / total, loss, acc, val_acc,
                                  val_loss, *best_so_far))
 
+        dense = recipe.average == 'dense' and epoch >= first_averaged
         _, train_acc, stopped = train_one_epoch(
             model, train_images, train_targets, optimizer, spec, cfg, generator, report,
-            should_stop, scheduler if epoch > warmup else None, augment, mixer, l2sp)
+            should_stop, scheduler if epoch > warmup else None, augment, mixer, l2sp,
+            functools.partial(averaged.update_parameters, model) if dense else None)
         if stopped:
             return FitResult(epoch - 1, train_acc, val_acc, cancelled=True)
         if epoch == warmup and recipe.wise_alpha < 1:
@@ -784,7 +798,7 @@ def fit(model: nn.Module, train_images: torch.Tensor, train_targets: torch.Tenso
             state = {k: v.detach().clone() for k, v in model.state_dict().items()} \
                 if keep_best else None
             best = (epoch, val_acc, val_loss, state)
-    if averaged is not None:
+    if averaged is not None and int(averaged.n_averaged):
         model.load_state_dict(averaged.module.state_dict())
     if probe is not None:
         model.load_state_dict(wise_blend(probe, model.state_dict(), recipe.wise_alpha))
