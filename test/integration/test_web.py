@@ -278,12 +278,20 @@ def _node_params(web, node: str, *names) -> list:
     from rcl_interfaces.srv import GetParameters
     from rclpy.parameter import parameter_value_to_python
 
-    from gesture_classifier.ros.client import wait_future
+    from gesture_classifier.ros.client import ClientTimeout, wait_future
     client = web.client.node.create_client(GetParameters, f'{node}/get_parameters')
     try:  # generous: the nodes answer late on a loaded machine
         assert client.wait_for_service(timeout_sec=30)
-        res = wait_future(client.call_async(GetParameters.Request(names=list(names))), 30,
-                          f'{node}/get_parameters')
+        # A read, so a lost answer is asked for again: on Jazzy the answer of a node that
+        # started a moment ago was lost (CI, 2026-12-07: no answer in 30 s).
+        for attempt in range(3):
+            try:
+                res = wait_future(client.call_async(GetParameters.Request(names=list(names))),
+                                  15, f'{node}/get_parameters')
+                break
+            except ClientTimeout:
+                if attempt == 2:
+                    raise
     finally:
         web.client.node.destroy_client(client)
     return [parameter_value_to_python(v) for v in res.values]
