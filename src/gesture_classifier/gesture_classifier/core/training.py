@@ -759,8 +759,6 @@ def fit(model: nn.Module, train_images: torch.Tensor, train_targets: torch.Tenso
     # averaging over every step of those epochs.
     first_averaged = max(warmup + 1, cfg.epochs // 3 + 1)
     averaged, probe = None, None
-    if recipe.average == 'dense':
-        averaged = torch.optim.swa_utils.AveragedModel(model)  # counts nothing yet
     total = cfg.epochs * batches
     val_acc, train_acc = -1.0, 0.0
     val_loss, best, history = -1.0, None, {}  # best: (epoch, acc, loss, state or None)
@@ -776,7 +774,9 @@ def fit(model: nn.Module, train_images: torch.Tensor, train_targets: torch.Tenso
             on_progress(Progress(epoch, cfg.epochs, batch, n, done / total, loss, acc, val_acc,
                                  val_loss, *best_so_far))
 
-        dense = recipe.average == 'dense' and epoch >= first_averaged
+        if recipe.average != 'none' and epoch >= first_averaged and averaged is None:
+            averaged = torch.optim.swa_utils.AveragedModel(model)  # counts nothing yet
+        dense = recipe.average == 'dense' and averaged is not None
         _, train_acc, stopped = train_one_epoch(
             model, train_images, train_targets, optimizer, spec, cfg, generator, report,
             should_stop, scheduler if epoch > warmup else None, augment, mixer, l2sp,
@@ -785,9 +785,7 @@ def fit(model: nn.Module, train_images: torch.Tensor, train_targets: torch.Tenso
             return FitResult(epoch - 1, train_acc, val_acc, cancelled=True)
         if epoch == warmup and recipe.wise_alpha < 1:
             probe = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if recipe.average == 'swa' and epoch >= first_averaged:
-            if averaged is None:  # a copy that counts nothing yet
-                averaged = torch.optim.swa_utils.AveragedModel(model)
+        if recipe.average == 'swa' and averaged is not None:
             averaged.update_parameters(model)
         val_acc, val_loss = validate(model, val_images, val_targets, spec)
         history[epoch] = train_acc
@@ -798,7 +796,7 @@ def fit(model: nn.Module, train_images: torch.Tensor, train_targets: torch.Tenso
             state = {k: v.detach().clone() for k, v in model.state_dict().items()} \
                 if keep_best else None
             best = (epoch, val_acc, val_loss, state)
-    if averaged is not None and int(averaged.n_averaged):
+    if averaged is not None:
         model.load_state_dict(averaged.module.state_dict())
     if probe is not None:
         model.load_state_dict(wise_blend(probe, model.state_dict(), recipe.wise_alpha))
